@@ -1,0 +1,38 @@
+"""Resources: where the inbox and the warehouse are, and the policy in force."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from ftops.policy import Policy, load_policy
+from ftops.staging import Staging
+
+# The first day of the time partitions; older rows are rejected with that reason.
+PARTITIONS_START = "2023-01-01"
+
+
+class InboxResource(dg.ConfigurableResource):
+    """The inbox folder (or fsspec URL) and the warehouse where its files are staged once."""
+
+    inbox_path: str
+    warehouse_path: str
+    job_tag_key: str = "job_id"
+    budget_tag_key: str = "budget_category"
+
+    def staging(self) -> Staging:
+        return Staging(
+            self.warehouse_path,
+            earliest=pd.Timestamp(PARTITIONS_START, tz="UTC"),
+            job_tag_key=self.job_tag_key,
+            budget_tag_key=self.budget_tag_key,
+        )
+
+
+class PolicyResource(dg.ConfigurableResource):
+    """`ftops.yaml`: thresholds, budgets, routes, modes and prices (spec defaults when absent)."""
+
+    config_path: str | None = None
+
+    def load(self) -> Policy:
+        return load_policy(self.config_path)

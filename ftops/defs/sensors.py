@@ -1,0 +1,51 @@
+"""`inbox_sensor`: new inbox files become ingest runs, keyed by file identity."""
+
+
+import hashlib
+import json
+
+import dagster as dg
+
+from ftops.defs.jobs import billing_ingest, job_registry_ingest, metric_ingest, rejected_records_refresh
+from ftops.defs.partitions import partition_range
+from ftops.defs.resources import InboxResource
+
+_JOB_FOR_KIND = {"jobs": job_registry_ingest, "metrics": metric_ingest, "billing": billing_ingest}
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dg.sensor(
+    jobs=[job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reads each new inbox file once (staging) and requests ingest runs for the partitions it touches.",
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> dg.SensorResult:
+    staging = inbox.staging()
+    staging.stage_inbox(inbox.inbox_path)
+    # The cursor is the staged_at of the newest file already turned into runs; staging itself
+    # remembers which files were read, so a daemon restart neither re-reads nor re-requests.
+    cursor = context.cursor or ""
+    new = sorted((m for m in staging.manifests() if m.staged_at > cursor), key=lambda m: m.staged_at)
+    if not new:
+        return dg.SensorResult(skip_reason="no new inbox files")
+    requests = []
+    for kind, job in _JOB_FOR_KIND.items():
+        files = [m for m in new if m.kind == kind and m.accepted > 0]
+        if not files:
+            continue
+        identities = sorted(m.identity for m in files)
+        run_key = f"{kind}:" + hashlib.sha1(json.dumps(identities).encode()).hexdigest()[:20]
+        tags = {"ftops/files": str(len(files)), "ftops/first_file": files[0].relpath}
+        if kind != "jobs":
+            span = partition_range(min(m.min_ts for m in files), max(m.max_ts for m in files))
+            if span is None:
+                continue
+            tags |= {RANGE_START: span[0], RANGE_END: span[1]}
+        requests.append(dg.RunRequest(run_key=run_key, job_name=job.name, tags=tags))
+    if any(m.rejected for m in new):
+        key = hashlib.sha1(json.dumps(sorted(m.identity for m in new)).encode()).hexdigest()[:20]
+        requests.append(dg.RunRequest(run_key=f"rejected:{key}", job_name=rejected_records_refresh.name))
+    context.log.info(f"{len(new)} new inbox file(s) -> {len(requests)} run request(s)")
+    return dg.SensorResult(run_requests=requests, cursor=new[-1].staged_at)

@@ -1,0 +1,113 @@
+"""The inbox: which files are inputs, what kind each one is and which reader reads it.
+
+Layout (ARCHITECTURE.md §2): `jobs/` job registry exports, `metrics/` metric files of every
+supported format, `billing/` billing exports. Files still being written (`*.part`, `*.tmp`) and
+hidden files are not inputs yet. A file's identity is its inbox-relative path, size and
+modification time: the same bytes landing again under the same name are the same input, while
+a rewritten file is a new version that supersedes the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Callable
+
+from ftops.readers.base import ReadResult, rejected_file
+from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table
+
+KINDS: dict[str, Table] = {"jobs": JOBS, "metrics": METRIC_SAMPLES, "billing": BILLING_LINE_ITEMS}
+
+# Files that travel with run exports but hold no samples: not inputs, never rejections.
+_COMPANION_FILES = {
+    "wandb-metadata.json",
+    "wandb-summary.json",
+    "config.yaml",
+    "runs_summary.csv",
+    "runs_console_tail.csv",
+    "manifest.csv",
+    "demo_manifest.json",
+    "readme.md",
+}
+_IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload")
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    kind: str  # jobs | metrics | billing
+    relpath: str  # POSIX path relative to the inbox root, e.g. "metrics/job-7/run.jsonl"
+    size: int
+    mtime_ns: int
+
+    @property
+    def identity(self) -> str:
+        digest = hashlib.sha1(f"{self.relpath}|{self.size}|{self.mtime_ns}".encode()).hexdigest()
+        return digest[:20]
+
+
+def classify(relpath: str) -> str | None:
+    """The kind of an inbox file from its relative path, or None when it is not an input."""
+    parts = PurePosixPath(relpath).parts
+    name = parts[-1].lower()
+    if len(parts) < 2 or parts[0] not in KINDS:
+        return None
+    if name.startswith(".") or name.endswith(_IN_PROGRESS_SUFFIXES) or name in _COMPANION_FILES:
+        return None
+    return parts[0]
+
+
+def metric_format(path: str) -> str:
+    """Which metric reader family a metrics file belongs to."""
+    name = PurePosixPath(path).name.lower()
+    if name.endswith("trainer_state.json"):
+        return "trainer_state"
+    if name.endswith((".prom", ".metrics")):
+        return "prometheus_text"
+    if name in ("history.csv", "system_stats.csv"):
+        return "wandb"
+    if name.endswith((".jsonl", ".ndjson", ".csv", ".parquet", ".json")):
+        return "metric_export"
+    return "unsupported"
+
+
+def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_key: str = "budget_category"
+               ) -> Callable[[], ReadResult]:
+    """A zero-argument callable that reads `path` (a local file) with the right reader."""
+    # Imported lazily: each reader family pulls in its own dependencies.
+    if kind == "jobs":
+        from ftops.readers.jobs import read_jobs
+
+        return lambda: read_jobs(path)
+    if kind == "billing":
+        from ftops.readers.billing import read_billing
+
+        return lambda: read_billing(path, job_tag_key=job_tag_key, budget_tag_key=budget_tag_key)
+    fmt = metric_format(path)
+    if fmt == "trainer_state":
+        from ftops.readers.trainer_state import read_trainer_state
+
+        return lambda: read_trainer_state(path)
+    if fmt == "prometheus_text":
+        from ftops.readers.prometheus_text import read_prometheus_text
+
+        return lambda: read_prometheus_text(path)
+    if fmt == "wandb":
+        from ftops.readers.wandb import read_wandb_run
+
+        return lambda: read_wandb_run(path)
+    if fmt == "metric_export":
+        from ftops.readers.metric_export import read_metric_export
+
+        return lambda: read_metric_export(path)
+    suffix = PurePosixPath(path).suffix or "(none)"
+    return lambda: ReadResult(
+        "metric_samples",
+        METRIC_SAMPLES.empty(),
+        rejected_file(
+            path,
+            "metric_samples",
+            f"unsupported metric file type {suffix!r}: expected trainer_state.json, *.jsonl, *.csv, "
+            "*.parquet, *.prom/*.metrics or a W&B history.csv/system_stats.csv",
+        ),
+    )
