@@ -1,0 +1,110 @@
+"""The `ftops` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+DEMO_MARKER = "ftops-demo.json"
+
+
+def _print_step(message: str) -> None:
+    print(message, flush=True)
+
+
+def _owned_by_demo(folder: Path) -> bool:
+    """A folder the demo may wipe: absent, empty, or written by an earlier demo."""
+    return not folder.exists() or not any(folder.iterdir()) or (folder / DEMO_MARKER).exists()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ftops.defs.runner import materialize_ingest, open_instance
+    from ftops.definitions import Settings, build_definitions, settings_from_env
+    from ftops.demo_fleet import write_demo_inbox
+    from ftops.staging import scan_inbox
+
+    env_settings = settings_from_env()
+    inbox = Path(args.inbox or env_settings.inbox)
+    warehouse = Path(args.warehouse or env_settings.warehouse)
+    for folder in (inbox, warehouse):
+        if not _owned_by_demo(folder):
+            print(f"ftops demo: {folder} holds data that the demo did not write; "
+                  "pass --inbox/--warehouse to use other folders", file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    for folder in (inbox, warehouse):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (folder / DEMO_MARKER).write_text(json.dumps({"seed": args.seed}))
+
+    _print_step(f"[1/4] writing a synthetic fleet: {args.jobs} jobs over {args.days} days (seed {args.seed}) ...")
+    t = time.perf_counter()
+    manifest = write_demo_inbox(inbox, seed=args.seed, n_jobs=args.jobs, days=args.days)
+    _print_step(f"      {manifest.counts} in {time.perf_counter() - t:.1f} s")
+
+    settings = Settings(inbox=str(inbox.resolve()), warehouse=str(warehouse.resolve()), config=env_settings.config)
+    defs = build_definitions(settings)
+    staging = defs.resources["inbox"].staging()
+    files = scan_inbox(inbox)
+    _print_step(f"[2/4] reading {len(files)} inbox files once (staging) ...")
+    t = time.perf_counter()
+    for i, f in enumerate(files, 1):
+        staging.stage(inbox, f)
+        if i % 10 == 0 or i == len(files):
+            print(f"\r      {i}/{len(files)} files", end="", flush=True)
+    print(f"  ({time.perf_counter() - t:.1f} s)", flush=True)
+
+    _print_step("[3/4] materialising the asset graph on the Dagster instance ...")
+    instance = open_instance()
+    results = materialize_ingest(
+        defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
+        progress=lambda name, seconds: _print_step(f"      {name}: done in {seconds:.1f} s"),
+    )
+
+    _print_step("[4/4] summary")
+    jobs, _ = staging.load("jobs")
+    samples = sum(m.accepted for m in staging.current("metrics"))
+    lines = sum(m.accepted for m in staging.current("billing"))
+    rejected = sum(m.rejected for kind in ("jobs", "metrics", "billing") for m in staging.current(kind))
+    runs = ", ".join(r.dagster_run.run_id[:8] for r in results)
+    print(
+        f"      jobs: {len(jobs)} ({', '.join(f'{k} {v}' for k, v in jobs['status'].value_counts().items())})\n"
+        f"      metric samples: {samples:,}   billing lines: {lines:,}   rejected rows: {rejected:,}\n"
+        f"      injected faults: {len(manifest.faults)} (see {inbox / 'demo_manifest.json'})\n"
+        f"      Dagster runs: {runs}   total {time.perf_counter() - started:.0f} s\n"
+        f"Next: run `dagster dev` in this folder and open http://127.0.0.1:3000 (Assets -> ingest group);\n"
+        f"      the tables are Parquet files under {warehouse}/.",
+        flush=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftops", description="Operations for fine-tuning fleets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="write a synthetic fleet into a fresh inbox and materialise the graph")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--jobs", type=int, default=40)
+    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--inbox", help="inbox folder (default: FTOPS_INBOX or .ftops/inbox)")
+    demo.add_argument("--warehouse", help="warehouse folder (default: FTOPS_WAREHOUSE or .ftops/warehouse)")
+    demo.set_defaults(func=cmd_demo)
+
+    from ftops.agent import add_agent_parser
+
+    add_agent_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
