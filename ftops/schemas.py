@@ -90,7 +90,7 @@ METRIC_SAMPLES = Table(
         _c("host", "str"),
         _c("source", "str", nullable=False),
     ),
-    key=("job_id", "metric", "ts", "step", "device"),
+    key=("job_id", "metric", "ts", "step", "device", "host"),
 )
 
 JOBS = Table(

@@ -1,0 +1,131 @@
+"""Real external services for integration tests: find, start, wait for and stop them.
+
+Reusable by any test: `free_port()`, `start_prometheus(tmp_path, targets)`, `stop_process_group(proc)`.
+A missing binary skips the test on a developer machine but fails it on CI (`CI=true`), where the
+service must be installed and the test must really run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import pytest
+import requests
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, why: str) -> str:
+    """Path of executable `name`; skip the test when it is absent, or fail on CI (CI=true)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"`{name}` is not on PATH ({why}); install it (Debian: apt-get install {name})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}. CI must run this integration test.")
+        pytest.skip(message)
+    return path
+
+
+def wait_for(check: Callable[[], T | None], *, timeout_s: float, what: str, interval_s: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError as exc:  # connection refused/reset while the service starts (requests' errors are OSError)
+            last_error = exc
+        time.sleep(interval_s)
+    detail = f" (last error: {last_error})" if last_error else ""
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}{detail}")
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """Stop a process started with start_new_session=True and everything it spawned."""
+    if proc.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _log_tail(log: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def start_prometheus(
+    tmp_path: Path, scrape_targets: Sequence[str], *, scrape_interval_s: float = 1.0, ready_timeout_s: float = 60.0
+) -> tuple[str, subprocess.Popen]:
+    """Start a real Prometheus scraping `scrape_targets` ("host:port") -> (base URL, process).
+
+    The process runs in its own session so `stop_process_group(proc)` stops all of it; its log is
+    `tmp_path/prometheus.log`. Returns once `/-/ready` answers 200.
+    """
+    binary = require_binary("prometheus", "integration tests run a real Prometheus server")
+    port = free_port()
+    root = tmp_path / "prometheus"
+    root.mkdir(parents=True, exist_ok=True)
+    targets = ", ".join(f'"{t}"' for t in scrape_targets)
+    interval = f"{int(scrape_interval_s * 1000)}ms"
+    config = root / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        f"  scrape_interval: {interval}\n"
+        f"  evaluation_interval: {interval}\n"
+        "scrape_configs:\n"
+        "  - job_name: ftops-test\n"
+        f"    scrape_interval: {interval}\n"
+        f"    static_configs:\n      - targets: [{targets}]\n"
+    )
+    log = root / "prometheus.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prometheus exited with code {proc.returncode}:\n{_log_tail(log)}")
+        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+    try:
+        wait_for(ready, timeout_s=ready_timeout_s, what=f"prometheus at {url}/-/ready")
+    except BaseException as exc:
+        stop_process_group(proc)
+        raise RuntimeError(f"prometheus did not become ready ({exc}); log tail:\n{_log_tail(log)}") from exc
+    return url, proc
