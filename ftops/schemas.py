@@ -213,7 +213,7 @@ def validate(df: pd.DataFrame, table: Table) -> pd.DataFrame:
     out = {}
     for column in table.columns:
         if column.name not in df.columns:
-            out[column.name] = pd.Series(pd.NA, index=df.index, dtype=_PANDAS_DTYPES[column.dtype])
+            out[column.name] = pd.Series(None, index=df.index, dtype=_PANDAS_DTYPES[column.dtype])
             continue
         values = _coerce(df[column.name], column, table.name)
         if not column.nullable and values.isna().any():

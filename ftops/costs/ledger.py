@@ -1,0 +1,103 @@
+"""The `action_ledger` table and pure helpers to add actions and record what became of them.
+
+One row per action_id (the idempotency key). Adding an action whose key is already in the
+ledger changes nothing, so re-planning the same step never applies it twice. `applied_keys`
+is what the ladder must skip: every key except those that failed (a failed action may be tried
+again) — a planned one is in flight, a skipped one was decided against.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+import pandas as pd
+
+from ftops.costs.ladder import PlannedAction
+from ftops.schemas import Column, Table, validate
+
+TRIGGERS = ("budget", "recovery", "manual")
+MODES = ("off", "dry_run", "enforce")
+STATUSES = ("planned", "applied", "skipped", "failed")
+RETRYABLE = ("failed",)
+
+ACTION_LEDGER = Table(
+    "action_ledger",
+    (
+        Column("action_id", "str", nullable=False),
+        Column("ts", "ts", nullable=False),  # when the status was last set
+        Column("trigger", "str", nullable=False, allowed=TRIGGERS),
+        Column("job_id", "str"),
+        Column("budget_category", "str"),
+        Column("action", "str", nullable=False),
+        Column("params", "str"),  # JSON object
+        Column("mode", "str", nullable=False, allowed=MODES),
+        Column("status", "str", nullable=False, allowed=STATUSES),
+        Column("detail", "str"),
+    ),
+    key=("action_id",),
+)
+
+
+def _now(ts: pd.Timestamp | None) -> pd.Timestamp:
+    if ts is None:
+        return pd.Timestamp.now(tz="UTC")
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def ledger_rows(
+    actions: Iterable[PlannedAction], status: str = "planned", ts: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Ledger rows for planned actions (detail: why each was planned)."""
+    when = _now(ts)
+    records = [
+        {
+            "action_id": a.action_id,
+            "ts": when,
+            "trigger": a.trigger,
+            "job_id": a.job_id,
+            "budget_category": a.budget_category,
+            "action": a.action,
+            "params": json.dumps(a.params, sort_keys=True),
+            "mode": a.mode,
+            "status": status,
+            "detail": a.reason,
+        }
+        for a in actions
+    ]
+    if not records:
+        return ACTION_LEDGER.empty()
+    return validate(pd.DataFrame.from_records(records), ACTION_LEDGER)
+
+
+def append(ledger: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """`ledger` plus the rows whose action_id it does not hold yet; known keys keep their row."""
+    new = rows[~rows["action_id"].isin(ledger["action_id"])].drop_duplicates("action_id")
+    frames = [f for f in (ledger, new) if not f.empty]
+    if not frames:
+        return ACTION_LEDGER.empty()
+    return validate(pd.concat(frames, ignore_index=True), ACTION_LEDGER)
+
+
+def mark(
+    ledger: pd.DataFrame, action_id: str, status: str, detail: str | None = None, ts: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """A copy of `ledger` with the action's status (and detail, time) set; KeyError if it is unknown."""
+    if status not in STATUSES:
+        raise ValueError(f"action_ledger.status {status!r} is not allowed; allowed: {list(STATUSES)}")
+    hit = ledger["action_id"].eq(action_id).fillna(False).to_numpy()
+    if not hit.any():
+        raise KeyError(f"action_ledger has no action {action_id!r}")
+    out = ledger.copy()
+    out.loc[hit, "status"] = status
+    out.loc[hit, "ts"] = _now(ts)
+    if detail is not None:
+        out.loc[hit, "detail"] = detail
+    return validate(out, ACTION_LEDGER)
+
+
+def applied_keys(ledger: pd.DataFrame) -> set[str]:
+    """Keys the ladder must not plan again: every action in the ledger that did not fail."""
+    done = ledger[~ledger["status"].isin(RETRYABLE).fillna(False).to_numpy()]
+    return set(done["action_id"].astype(str))
