@@ -89,7 +89,8 @@ def test_inbox_sensor_requests_each_file_once(tmp_path, inbox):
         assert set(requests) == {"job_registry_ingest", "metric_ingest", "billing_ingest", "rejected_records_refresh"}
         assert requests["metric_ingest"].tags[RANGE_START] == "2026-11-20"
         assert requests["metric_ingest"].tags[RANGE_END] == "2026-11-21"
-        assert requests["billing_ingest"].tags[RANGE_START] == requests["billing_ingest"].tags[RANGE_END]
+        assert (requests["billing_ingest"].tags[RANGE_START], requests["billing_ingest"].tags[RANGE_END]) == (
+            "2026-11-20", "2026-11-21")
 
         again = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"inbox": resource},
                                                      cursor=first.cursor))
