@@ -24,9 +24,13 @@ def _owned_by_demo(folder: Path) -> bool:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ftops.defs.runner import materialize_ingest, open_instance
     from ftops.definitions import Settings, build_definitions, settings_from_env
-    from ftops.demo_fleet import write_demo_inbox
+    from ftops.demo_fleet import MIN_JOBS, write_demo_inbox
     from ftops.staging import scan_inbox
 
+    if args.jobs < MIN_JOBS or args.days < 1:
+        print(f"ftops demo: --jobs must be at least {MIN_JOBS} (one job per injected fault plus healthy ones) "
+              "and --days at least 1", file=sys.stderr)
+        return 2
     env_settings = settings_from_env()
     inbox = Path(args.inbox or env_settings.inbox)
     warehouse = Path(args.warehouse or env_settings.warehouse)
@@ -44,7 +48,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_step(f"[1/4] writing a synthetic fleet: {args.jobs} jobs over {args.days} days (seed {args.seed}) ...")
     t = time.perf_counter()
     manifest = write_demo_inbox(inbox, seed=args.seed, n_jobs=args.jobs, days=args.days)
-    _print_step(f"      {manifest.counts} in {time.perf_counter() - t:.1f} s")
+    counts = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in manifest.counts.items())
+    _print_step(f"      {counts} ({time.perf_counter() - t:.1f} s)")
 
     settings = Settings(inbox=str(inbox.resolve()), warehouse=str(warehouse.resolve()), config=env_settings.config)
     defs = build_definitions(settings)
@@ -52,17 +57,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     files = scan_inbox(inbox)
     _print_step(f"[2/4] reading {len(files)} inbox files once (staging) ...")
     t = time.perf_counter()
+    live = sys.stdout.isatty()
     for i, f in enumerate(files, 1):
         staging.stage(inbox, f)
-        if i % 10 == 0 or i == len(files):
+        if live:
             print(f"\r      {i}/{len(files)} files", end="", flush=True)
-    print(f"  ({time.perf_counter() - t:.1f} s)", flush=True)
+        elif i == len(files) or i % max(1, len(files) // 4) == 0:
+            print(f"      {i}/{len(files)} files", flush=True)
+    print(f"{'' if live else '     '} read in {time.perf_counter() - t:.1f} s", flush=True)
 
     _print_step("[3/4] materialising the asset graph on the Dagster instance ...")
     instance = open_instance()
     results = materialize_ingest(
         defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
         progress=lambda name, seconds: _print_step(f"      {name}: done in {seconds:.1f} s"),
+        log_level="WARNING",
     )
 
     _print_step("[4/4] summary")

@@ -114,6 +114,24 @@ class Staging:
     def is_staged(self, file: InboxFile) -> bool:
         return self._paths(file.kind, file.identity)[2].exists()
 
+    def _ingested_marker(self, staged: StagedFile) -> UPath:
+        return self.root / staged.kind / f"{staged.identity}.ingested"
+
+    def mark_ingested(self, files: list[StagedFile]) -> None:
+        """Remember that every row of these files is in the tables (the sensor need not ask again)."""
+        for staged in files:
+            self._ingested_marker(staged).touch()
+
+    def is_ingested(self, staged: StagedFile) -> bool:
+        return self._ingested_marker(staged).exists()
+
+    def covered_by(self, files: list[StagedFile], start: pd.Timestamp, end: pd.Timestamp) -> list[StagedFile]:
+        """The files whose rows all fall in [start, end), or that have no rows to place."""
+        return [
+            m for m in files
+            if m.min_ts is None or (pd.Timestamp(m.min_ts) >= start and pd.Timestamp(m.max_ts) < end)
+        ]
+
     def stage(self, inbox: str | UPath, file: InboxFile) -> StagedFile:
         """Read `file` once and keep its accepted and rejected rows; a no-op when already staged."""
         accepted_path, rejected_path, manifest_path = self._paths(file.kind, file.identity)

@@ -91,13 +91,15 @@ def job_registry(context: dg.AssetExecutionContext, inbox: InboxResource) -> Ite
             **_files_metadata(files),
         },
     )
+    staging.mark_ingested(files)  # after the Output: the IO manager has stored the table by now
     yield _contract_check(df, JOBS)
     yield _balance_check(files, rows_read, len(df), rows_read - len(df))
     yield _duplicates_check(df, JOBS)
 
 
 def _partitioned_ingest(context: dg.AssetExecutionContext, inbox: InboxResource, kind: str, table: Table
-                        ) -> tuple[pd.DataFrame, list[StagedFile], int]:
+                        ) -> tuple[pd.DataFrame, list[StagedFile], int, list[StagedFile]]:
+    """The window's rows, the files they came from, rows read, and the files wholly inside the window."""
     staging = inbox.staging()
     staging.stage_inbox(inbox.inbox_path)
     window = context.partition_time_window
@@ -107,7 +109,7 @@ def _partitioned_ingest(context: dg.AssetExecutionContext, inbox: InboxResource,
     # The newest file wins: files are loaded oldest first, so keep the last copy of a key.
     df = df.drop_duplicates(subset=list(table.key), keep="last").reset_index(drop=True)
     context.log.info(f"{table.name} {start:%Y-%m-%d}..{end:%Y-%m-%d}: {len(df)} rows from {len(files)} files")
-    return df, files, rows_read
+    return df, files, rows_read, staging.covered_by(files, start, end)
 
 
 @dg.asset(
@@ -120,7 +122,7 @@ def _partitioned_ingest(context: dg.AssetExecutionContext, inbox: InboxResource,
 )
 def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> Iterator:
     """Every training, resource, quality and cost sample in the canonical long format, by day."""
-    df, files, rows_read = _partitioned_ingest(context, inbox, "metrics", METRIC_SAMPLES)
+    df, files, rows_read, covered = _partitioned_ingest(context, inbox, "metrics", METRIC_SAMPLES)
     yield dg.Output(
         df,
         metadata={
@@ -132,6 +134,7 @@ def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> I
             **_files_metadata(files),
         },
     )
+    inbox.staging().mark_ingested(covered)  # after the Output: the partition files are stored
     yield _contract_check(df, METRIC_SAMPLES)
     yield _balance_check(files, rows_read, len(df), rows_read - len(df))
     yield _duplicates_check(df, METRIC_SAMPLES)
@@ -147,7 +150,7 @@ def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> I
 )
 def billing_line_items(context: dg.AssetExecutionContext, inbox: InboxResource) -> Iterator:
     """Billing lines normalised to FOCUS (snake_case), de-duplicated by line_item_id, by charge day."""
-    df, files, rows_read = _partitioned_ingest(context, inbox, "billing", BILLING_LINE_ITEMS)
+    df, files, rows_read, covered = _partitioned_ingest(context, inbox, "billing", BILLING_LINE_ITEMS)
     totals = df.groupby("currency")["billed_cost"].sum().round(2).to_dict() if not df.empty else {}
     yield dg.Output(
         df,
@@ -158,6 +161,7 @@ def billing_line_items(context: dg.AssetExecutionContext, inbox: InboxResource) 
             **_files_metadata(files),
         },
     )
+    inbox.staging().mark_ingested(covered)  # after the Output: the partition files are stored
     yield _contract_check(df, BILLING_LINE_ITEMS)
     yield _balance_check(files, rows_read, len(df), rows_read - len(df))
     yield _duplicates_check(df, BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS)
@@ -190,6 +194,7 @@ def rejected_records(context: dg.AssetExecutionContext, inbox: InboxResource) ->
             ),
         },
     )
+    staging.mark_ingested([f for f in files if f.accepted == 0])  # files that only held rejections
     unbalanced = [f.relpath for f in files if not f.balanced]
     expected = sum(f.rejected for f in files)
     yield dg.AssetCheckResult(

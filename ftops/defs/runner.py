@@ -34,6 +34,7 @@ def materialize_ingest(
     min_ts: str,
     max_ts: str,
     progress: Callable[[str, float], None] = lambda name, seconds: None,
+    log_level: str = "INFO",
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialise the ingest graph: registry, metric and billing partitions in one run each, rejections."""
     span = partition_range(min_ts, max_ts)
@@ -48,7 +49,12 @@ def materialize_ingest(
         if tags is None:
             continue
         started = time.perf_counter()
-        result = defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags, raise_on_error=True)
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance,
+            tags=tags,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=True,
+        )
         progress(name, time.perf_counter() - started)
         results.append(result)
     return results

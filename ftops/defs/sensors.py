@@ -24,10 +24,14 @@ RANGE_END = "dagster/asset_partition_range_end"
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> dg.SensorResult:
     staging = inbox.staging()
     staging.stage_inbox(inbox.inbox_path)
-    # The cursor is the staged_at of the newest file already turned into runs; staging itself
-    # remembers which files were read, so a daemon restart neither re-reads nor re-requests.
+    # The cursor is the staged_at of the newest file already turned into runs; staging remembers
+    # which files were read and which are in the tables (the demo or a manual run may have done
+    # it), so a daemon restart neither re-reads nor re-requests.
     cursor = context.cursor or ""
-    new = sorted((m for m in staging.manifests() if m.staged_at > cursor), key=lambda m: m.staged_at)
+    new = sorted(
+        (m for m in staging.manifests() if m.staged_at > cursor and not staging.is_ingested(m)),
+        key=lambda m: m.staged_at,
+    )
     if not new:
         return dg.SensorResult(skip_reason="no new inbox files")
     requests = []

@@ -105,3 +105,15 @@ def test_inbox_sensor_requests_each_file_once(tmp_path, inbox):
                                                    cursor=first.cursor))
         assert [r.job_name for r in new.run_requests] == ["billing_ingest"]
         assert new.run_requests[0].run_key != requests["billing_ingest"].run_key
+
+
+def test_sensor_requests_nothing_for_files_already_in_the_tables(tmp_path, inbox):
+    defs = _defs(tmp_path, inbox)
+    resource = InboxResource(inbox_path=str(inbox), warehouse_path=str(tmp_path / "warehouse"))
+    with dg.instance_for_test() as instance:
+        materialize_ingest(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z")
+        result = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"inbox": resource}))
+        assert not result.run_requests
+        write_bill(inbox, name="focus-late.csv", hours=1)
+        result = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"inbox": resource}))
+        assert [r.job_name for r in result.run_requests] == ["billing_ingest"]
