@@ -31,6 +31,15 @@ class LossPolicy:
     trend_increase_ratio: float = 0.10  # warning when loss rises >10 % over the window
     trend_window_minutes: float = 10.0
     collection_interval_minutes: float = 1.0
+    trend_min_samples: int = 3  # per half-window; fewer samples cannot show a trend
+    # one noisy step is not an incident: a spike is far above the recent median in robust z *and*
+    # by a visible factor (real healthy runs reach z 5 on 1.15x wiggles of a tight loss curve)
+    spike_robust_z: float = 5.0
+    spike_min_ratio: float = 1.3
+    spike_window_samples: int = 20
+    # divergence: the loss stays this many times above its recent median for consecutive samples
+    divergence_ratio: float = 3.0
+    divergence_samples: int = 3
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,14 @@ class GradNormPolicy:
     threshold: float = 1.0
     robust_z: float = 6.0
     window_steps: int = 50
+    # A lone clipped spike is harmless (a healthy Mistral LoRA logs 4.5x its median, robust z 16):
+    # critical needs the spike to be huge or to persist; otherwise it is an info-level spike.
+    spike_min_ratio: float = 2.0  # "far above": a 1.3x step at z 25 on a smooth curve is not a spike
+    explosion_ratio: float = 10.0
+    sustained_samples: int = 3
+    min_history_samples: int = 5
+    # False restores the spec's rule: critical whenever grad_norm > threshold
+    require_robust_z: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,9 @@ class ThroughputPolicy:
     baseline_samples_per_second: float = 50.0
     degradation_ratio: float = 0.8
     use_job_baseline: bool = True  # the job's own early steady state when it has one
+    baseline_skip_samples: int = 3  # start-up (compilation, data loader warm-up) is not steady state
+    baseline_samples: int = 10
+    sustained_samples: int = 3  # rolling median over this many samples, so one slow step is not a drop
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,7 @@ class GpuUtilizationPolicy:
     optimal_max_pct: float = 95.0
     under_pct: float = 60.0
     over_pct: float = 98.0
+    window_minutes: float = 5.0  # sustained for this long, not single samples
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,7 @@ class GpuMemoryPolicy:
     copy_util_critical_pct: float = 95.0
     used_ratio_warning: float = 0.90
     used_ratio_critical: float = 0.95
+    window_minutes: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,18 +98,22 @@ class CpuPolicy:
     optimal_min_pct: float = 50.0
     optimal_max_pct: float = 80.0
     alert_pct: float = 90.0
+    window_minutes: float = 5.0
 
 
 @dataclass(frozen=True)
 class HostMemoryPolicy:
     warning_ratio: float = 0.85
     critical_ratio: float = 0.95
+    window_minutes: float = 1.0
 
 
 @dataclass(frozen=True)
 class ValidationPolicy:
     improvement_ratio: float = 0.05
     stagnation_patience: int = 10
+    overfitting_evaluations: int = 3  # val compared with this many evaluations earlier
+    overfitting_min_rise_ratio: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,8 @@ class DomainAccuracyPolicy:
 @dataclass(frozen=True)
 class ConvergencePolicy:
     max_expected_epochs: float = 5.0
+    plateau_tolerance: float = 0.02  # converged = within 2 % of the fitted plateau
+    min_epochs_observed: float = 0.5  # a projection from less is noise
 
 
 @dataclass(frozen=True)
@@ -122,6 +150,8 @@ class MonitoringPolicy:
     domain_accuracy: DomainAccuracyPolicy = field(default_factory=DomainAccuracyPolicy)
     convergence: ConvergencePolicy = field(default_factory=ConvergencePolicy)
     cost: CostPolicy = field(default_factory=CostPolicy)
+    # firing samples further apart than this are two anomalies, not one
+    merge_gap_minutes: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""The metric catalogue (§1.1): every canonical metric with its unit, category and the rules on it.
+
+One name for one thing: rule names here are the `rule` values of the anomalies and alerts tables
+and the label values ftops exports to Prometheus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ftops.schemas import METRIC_UNITS
+
+Category = Literal["training", "resource", "quality", "cost"]
+Direction = Literal["high", "low"]  # which way a value is worse; picks the worst sample of a window
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    name: str
+    metric: str
+    category: Category
+    direction: Direction
+    description: str
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    unit: str
+    category: Category
+    rules: tuple[str, ...]
+
+
+_RULES: tuple[RuleInfo, ...] = (
+    RuleInfo("loss_non_finite", "training_loss", "training", "high", "training loss is NaN or infinite"),
+    RuleInfo("loss_rising", "training_loss", "training", "high",
+             "training loss median rose by more than the allowed ratio over the trend window"),
+    RuleInfo("loss_spike", "training_loss", "training", "high",
+             "one or a few steps far above the recent median (robust z and ratio)"),
+    RuleInfo("loss_divergence", "training_loss", "training", "high",
+             "training loss stays several times above its recent median"),
+    RuleInfo("learning_rate_out_of_range", "learning_rate", "training", "high",
+             "learning rate outside the expected range (warm-up start and decay end excepted)"),
+    RuleInfo("grad_norm_non_finite", "grad_norm", "training", "high", "gradient norm is NaN or infinite"),
+    RuleInfo("grad_norm_spike", "grad_norm", "training", "high",
+             "gradient norm far above its recent median for a step (clipped spikes are common)"),
+    RuleInfo("grad_norm_explosion", "grad_norm", "training", "high",
+             "gradient norm above the threshold and far above the job's recent level, huge or persistent"),
+    RuleInfo("throughput_degraded", "samples_per_second", "training", "low",
+             "samples/s below the degradation ratio of the baseline"),
+    RuleInfo("gpu_underutilized", "gpu_utilization_pct", "resource", "low",
+             "GPU utilisation below the under-utilisation threshold, sustained"),
+    RuleInfo("gpu_overutilized", "gpu_utilization_pct", "resource", "high",
+             "GPU utilisation above the over-utilisation threshold, sustained"),
+    RuleInfo("gpu_memory_copy_util_high", "gpu_memory_copy_util_pct", "resource", "high",
+             "GPU memory bandwidth use above the warning/critical thresholds, sustained"),
+    RuleInfo("gpu_memory_capacity_high", "gpu_memory_used_ratio", "resource", "high",
+             "GPU memory capacity use above the warning/critical thresholds, sustained"),
+    RuleInfo("cpu_high", "cpu_utilization_pct", "resource", "high", "CPU utilisation above the alert threshold, sustained"),
+    RuleInfo("host_memory_high", "host_memory_used_ratio", "resource", "high",
+             "host memory use above the warning/critical thresholds, sustained"),
+    RuleInfo("val_loss_stagnation", "val_loss", "quality", "high",
+             "no relative improvement of the best validation loss within the patience"),
+    RuleInfo("overfitting", "val_loss", "quality", "high", "validation loss rising while training loss falls"),
+    RuleInfo("domain_accuracy_low", "domain_accuracy", "quality", "low", "domain accuracy below the minimum"),
+    RuleInfo("domain_accuracy_target_reached", "domain_accuracy", "quality", "high", "domain accuracy reached the target"),
+    RuleInfo("slow_convergence", "training_loss", "quality", "high",
+             "projected epochs to converge above the expected number"),
+    RuleInfo("cost_per_hour_high", "cost_per_hour_usd", "cost", "high", "cost per hour above the limit"),
+    RuleInfo("cost_per_sample_above_benchmark", "cost_per_hour_usd", "cost", "high",
+             "cost per processed sample above the benchmark"),
+    RuleInfo("cost_per_sample_above_target", "cost_per_hour_usd", "cost", "high",
+             "cost per processed sample above the optimisation target (within the benchmark)"),
+)
+RULES: dict[str, RuleInfo] = {r.name: r for r in _RULES}
+
+_CATEGORIES: dict[str, Category] = {
+    "training_loss": "training",
+    "val_loss": "quality",
+    "learning_rate": "training",
+    "grad_norm": "training",
+    "samples_per_second": "training",
+    "tokens_per_second": "training",
+    "epoch": "training",
+    "domain_accuracy": "quality",
+    "gpu_utilization_pct": "resource",
+    "gpu_memory_copy_util_pct": "resource",
+    "gpu_memory_used_ratio": "resource",
+    "gpu_power_watts": "resource",
+    "gpu_temperature_c": "resource",
+    "cpu_utilization_pct": "resource",
+    "host_memory_used_ratio": "resource",
+    "cost_per_hour_usd": "cost",
+    "heartbeat": "resource",
+}
+
+# rules that read a metric without being "its" rule (cost per sample divides by throughput)
+_ALSO_READS: dict[str, tuple[str, ...]] = {
+    "samples_per_second": ("cost_per_sample_above_benchmark", "cost_per_sample_above_target"),
+    "val_loss": (),
+    "epoch": ("slow_convergence",),
+}
+
+METRIC_CATALOG: dict[str, MetricInfo] = {
+    name: MetricInfo(
+        name=name,
+        unit=unit,
+        category=_CATEGORIES[name],
+        rules=tuple(r.name for r in _RULES if r.metric == name) + _ALSO_READS.get(name, ()),
+    )
+    for name, unit in METRIC_UNITS.items()
+}
+
+
+def rules_for(metric: str) -> tuple[str, ...]:
+    """Rule names that read `metric` (empty for metrics only recorded, such as power)."""
+    info = METRIC_CATALOG.get(metric)
+    return info.rules if info else ()

@@ -1,0 +1,74 @@
+"""Resource rules (§1.1): GPU utilisation, GPU memory (bandwidth and capacity), CPU, host memory.
+
+Resource metrics are sampled every few seconds and dip for ordinary reasons (evaluation, a
+checkpoint write, the data loader), so each rule fires only when its condition holds for a
+sustained window, never on single samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ftops.monitoring.hits import CRITICAL, WARNING, make_hits
+from ftops.monitoring.series import NS_PER_MINUTE, MetricFrame, sustained
+from ftops.policy import CpuPolicy, GpuMemoryPolicy, GpuUtilizationPolicy, HostMemoryPolicy
+
+
+def sustained_threshold_hits(frame: MetricFrame, rule: str, warning: float, critical: float | None,
+                             window_minutes: float, max_gap_minutes: float, low: bool = False,
+                             strict: bool = False) -> pd.DataFrame:
+    """Samples beyond `warning` (and `critical`) for at least `window_minutes` in a row.
+
+    `low` flips the comparison (under-utilisation); `strict` uses > / < instead of >= / <=.
+    Critical needs the critical condition itself to be sustained, so one peak inside a warning
+    stretch does not escalate it.
+    """
+    v = frame.value
+    window_ns = int(window_minutes * NS_PER_MINUTE)
+    gap_ns = int(max_gap_minutes * NS_PER_MINUTE)
+
+    def beyond(limit: float) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            if low:
+                return v < limit if strict else v <= limit
+            return v > limit if strict else v >= limit
+
+    warn = sustained(beyond(warning), frame.group, frame.ts, window_ns, gap_ns)
+    severity: int | np.ndarray = WARNING
+    threshold: float | np.ndarray = warning
+    if critical is not None:
+        crit = sustained(beyond(critical), frame.group, frame.ts, window_ns, gap_ns)
+        severity = np.where(crit, CRITICAL, WARNING)
+        threshold = np.where(crit, critical, warning)
+    text = f"sustained {window_minutes:g} min"
+    return make_hits(frame, rule, warn, severity, threshold, text, badness=-v if low else v)
+
+
+def gpu_utilization_hits(frame: MetricFrame, policy: GpuUtilizationPolicy, gap: float) -> list[pd.DataFrame]:
+    return [
+        sustained_threshold_hits(frame, "gpu_underutilized", policy.under_pct, None, policy.window_minutes,
+                                 gap, low=True, strict=True),
+        sustained_threshold_hits(frame, "gpu_overutilized", policy.over_pct, None, policy.window_minutes,
+                                 gap, strict=True),
+    ]
+
+
+def gpu_memory_copy_hits(frame: MetricFrame, policy: GpuMemoryPolicy, gap: float) -> pd.DataFrame:
+    return sustained_threshold_hits(frame, "gpu_memory_copy_util_high", policy.copy_util_warning_pct,
+                                    policy.copy_util_critical_pct, policy.window_minutes, gap)
+
+
+def gpu_memory_capacity_hits(frame: MetricFrame, policy: GpuMemoryPolicy, gap: float) -> pd.DataFrame:
+    return sustained_threshold_hits(frame, "gpu_memory_capacity_high", policy.used_ratio_warning,
+                                    policy.used_ratio_critical, policy.window_minutes, gap)
+
+
+def cpu_hits(frame: MetricFrame, policy: CpuPolicy, gap: float) -> pd.DataFrame:
+    return sustained_threshold_hits(frame, "cpu_high", policy.alert_pct, None, policy.window_minutes, gap,
+                                    strict=True)
+
+
+def host_memory_hits(frame: MetricFrame, policy: HostMemoryPolicy, gap: float) -> pd.DataFrame:
+    return sustained_threshold_hits(frame, "host_memory_high", policy.warning_ratio, policy.critical_ratio,
+                                    policy.window_minutes, gap)
