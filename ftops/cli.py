@@ -22,7 +22,7 @@ def _owned_by_demo(folder: Path) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ftops.defs.runner import materialize_ingest, open_instance
+    from ftops.defs.runner import materialize_graph, open_instance
     from ftops.definitions import Settings, build_definitions, settings_from_env
     from ftops.demo_fleet import MIN_JOBS, write_demo_inbox
     from ftops.staging import scan_inbox
@@ -68,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _print_step("[3/4] materialising the asset graph on the Dagster instance ...")
     instance = open_instance()
-    results = materialize_ingest(
+    results = materialize_graph(
         defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
         progress=lambda name, seconds: _print_step(f"      {name}: done in {seconds:.1f} s"),
         log_level="WARNING",
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ftops.agent import add_agent_parser
 
     add_agent_parser(sub)
+    from ftops.check_run import add_check_run_parser
+    add_check_run_parser(sub)
     return parser
 
 

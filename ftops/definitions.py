@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ftops.defs.ingest import INGEST_ASSETS
+from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.io_manager import PartitionedParquetIOManager
-from ftops.defs.jobs import INGEST_JOBS
-from ftops.defs.resources import InboxResource, PolicyResource
-from ftops.defs.sensors import inbox_sensor
+from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
+from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
+from ftops.defs.sensors import automation_sensor, inbox_sensor
 from ftops.policy import load_policy
 
 
@@ -44,9 +45,9 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
 def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     return dg.Definitions(
-        assets=INGEST_ASSETS,
-        jobs=INGEST_JOBS,
-        sensors=[inbox_sensor],
+        assets=[*INGEST_ASSETS, *MONITORING_ASSETS],
+        jobs=[*INGEST_JOBS, *MONITORING_JOBS],
+        sensors=[inbox_sensor, automation_sensor],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),
             "inbox": InboxResource(
@@ -56,6 +57,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 budget_tag_key=policy.budget_tag_key,
             ),
             "policy": PolicyResource(config_path=settings.config),
+            "warehouse": WarehouseResource(base_path=settings.warehouse),
         },
     )
 

@@ -17,6 +17,20 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 
+def table_path(base_path: str, key: dg.AssetKey, partition_key: str | None = None) -> UPath:
+    """Where an asset's table (or one partition of it) lives in the warehouse."""
+    path = UPath(base_path).joinpath(*key.path)
+    if partition_key is None:
+        return path.with_name(path.name + ".parquet")
+    return path / f"{partition_key}.parquet"
+
+
+def read_table(base_path: str, key: dg.AssetKey, partition_key: str | None = None) -> pd.DataFrame | None:
+    """An asset's stored table, or None when it was never materialised."""
+    path = table_path(base_path, key, partition_key)
+    return _read(path) if path.exists() else None
+
+
 def _write(df: pd.DataFrame, target: UPath) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -34,14 +48,8 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
 
     base_path: str
 
-    def _asset_path(self, key: dg.AssetKey) -> UPath:
-        return UPath(self.base_path).joinpath(*key.path)
-
     def _file(self, key: dg.AssetKey, partition_key: str | None) -> UPath:
-        path = self._asset_path(key)
-        if partition_key is None:
-            return path.with_name(path.name + ".parquet")
-        return path / f"{partition_key}.parquet"
+        return table_path(self.base_path, key, partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:

@@ -18,3 +18,23 @@ rejected_records_refresh = dg.define_asset_job(
 )
 
 INGEST_JOBS = [job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh]
+
+monitoring_update = dg.define_asset_job(
+    "monitoring_update", selection=["run_health", "anomalies"],
+    description="Rebuild run_health and anomalies partitions (declarative automation does this after ingest).",
+)
+alerts_update = dg.define_asset_job(
+    "alerts_update", selection=["alerts"], description="Update the alert lifecycle and notify.",
+)
+
+MONITORING_JOBS = [monitoring_update, alerts_update]
+
+# The whole graph in dependency order, as `ftops demo` materialises it: (job, over the time range?).
+GRAPH_STEPS: list[tuple[str, bool]] = [
+    ("job_registry_ingest", False),
+    ("metric_ingest", True),
+    ("billing_ingest", True),
+    ("rejected_records_refresh", False),
+    ("monitoring_update", True),
+    ("alerts_update", False),
+]

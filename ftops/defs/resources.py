@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from ftops.defs.io_manager import read_table
 from ftops.policy import Policy, load_policy
 from ftops.staging import Staging
 
@@ -36,3 +37,12 @@ class PolicyResource(dg.ConfigurableResource):
 
     def load(self) -> Policy:
         return load_policy(self.config_path)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Read access to stored asset tables, for sensors and stateful assets (their previous value)."""
+
+    base_path: str
+
+    def read(self, asset: str, partition_key: str | None = None) -> pd.DataFrame | None:
+        return read_table(self.base_path, dg.AssetKey(asset), partition_key)

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
+from ftops.defs.jobs import GRAPH_STEPS
 from ftops.defs.partitions import partition_range
 from ftops.defs.sensors import RANGE_END, RANGE_START
 
@@ -28,7 +29,7 @@ def open_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=config_dir))
 
 
-def materialize_ingest(
+def materialize_graph(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     min_ts: str,
@@ -36,16 +37,12 @@ def materialize_ingest(
     progress: Callable[[str, float], None] = lambda name, seconds: None,
     log_level: str = "INFO",
 ) -> list[dg.ExecuteInProcessResult]:
-    """Materialise the ingest graph: registry, metric and billing partitions in one run each, rejections."""
+    """Materialise the whole graph in dependency order; partitioned steps as one run over the range."""
     span = partition_range(min_ts, max_ts)
     range_tags = {RANGE_START: span[0], RANGE_END: span[1]} if span else None
     results = []
-    for name, tags in [
-        ("job_registry_ingest", {}),
-        ("metric_ingest", range_tags),
-        ("billing_ingest", range_tags),
-        ("rejected_records_refresh", {}),
-    ]:
+    for name, ranged in GRAPH_STEPS:
+        tags = range_tags if ranged else {}
         if tags is None:
             continue
         started = time.perf_counter()

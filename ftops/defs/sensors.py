@@ -53,3 +53,13 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> d
         requests.append(dg.RunRequest(run_key=f"rejected:{key}", job_name=rejected_records_refresh.name))
     context.log.info(f"{len(new)} new inbox file(s) -> {len(requests)} run request(s)")
     return dg.SensorResult(run_requests=requests, cursor=new[-1].staged_at)
+
+
+# Downstream assets (monitoring, costs) follow ingest through their automation conditions; this
+# sensor evaluates them, and runs by default so `dagster dev` keeps everything up to date.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "ftops_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)

@@ -1,0 +1,59 @@
+"""`run_health`: per job, metric and time window, the rollups a person reads first."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ftops.schemas import Column, Table, validate
+
+RUN_HEALTH = Table(
+    "run_health",
+    (
+        Column("job_id", "str", nullable=False),
+        Column("metric", "str", nullable=False),
+        Column("window_start", "ts", nullable=False),
+        Column("window_minutes", "int", nullable=False),
+        Column("samples", "int", nullable=False),
+        Column("non_finite", "int", nullable=False),  # NaN/Inf samples: a diverged loss shows here
+        Column("mean", "float"),
+        Column("min", "float"),
+        Column("max", "float"),
+        Column("last", "float"),
+        Column("last_ts", "ts", nullable=False),
+        Column("max_step", "int"),
+        Column("devices", "int", nullable=False),
+    ),
+    key=("job_id", "metric", "window_start"),
+)
+
+
+def run_health(samples: pd.DataFrame, window_minutes: int = 60) -> pd.DataFrame:
+    """Roll `metric_samples` up per job, metric and window (all devices of a job together)."""
+    if samples.empty:
+        return RUN_HEALTH.empty()
+    values = samples["value"].astype("float64")
+    finite = values.where(values.abs() != float("inf"))
+    frame = pd.DataFrame({
+        "job_id": samples["job_id"].astype("string"),
+        "metric": samples["metric"].astype("string"),
+        "window_start": samples["ts"].dt.floor(f"{window_minutes}min"),
+        "ts": samples["ts"],
+        "finite": finite,
+        "non_finite": finite.isna().astype("int64"),
+        "step": samples["step"].astype("Float64"),
+        "device": samples["device"].astype("string"),
+    }).sort_values("ts", kind="stable")
+    grouped = frame.groupby(["job_id", "metric", "window_start"], sort=True, observed=True)
+    out = grouped.agg(
+        samples=("ts", "size"),
+        non_finite=("non_finite", "sum"),
+        mean=("finite", "mean"),
+        min=("finite", "min"),
+        max=("finite", "max"),
+        last=("finite", "last"),
+        last_ts=("ts", "max"),
+        max_step=("step", "max"),
+        devices=("device", "nunique"),
+    ).reset_index()
+    out["window_minutes"] = window_minutes
+    return validate(out, RUN_HEALTH)
