@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 DEMO_MARKER = "ftops-demo.json"
+DEMO_CONFIG = ".ftops/ftops.yaml"  # one of definitions.DEFAULT_CONFIGS: dagster dev finds it too
 
 
 def _print_step(message: str) -> None:
@@ -51,7 +52,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in manifest.counts.items())
     _print_step(f"      {counts} ({time.perf_counter() - t:.1f} s)")
 
-    settings = Settings(inbox=str(inbox.resolve()), warehouse=str(warehouse.resolve()), config=env_settings.config)
+    config = env_settings.config
+    if config is None:  # no policy of the user's: use the demo fleet's budgets and prices
+        demo_config = Path(DEMO_CONFIG)
+        demo_config.parent.mkdir(parents=True, exist_ok=True)
+        demo_config.write_text((inbox / "demo_policy.yaml").read_text())
+        config = str(demo_config.resolve())
+    else:
+        _print_step(f"      using your policy {config} (the demo's budgets are in {inbox / 'demo_policy.yaml'})")
+    settings = Settings(inbox=str(inbox.resolve()), warehouse=str(warehouse.resolve()), config=config)
     defs = build_definitions(settings)
     staging = defs.resources["inbox"].staging()
     files = scan_inbox(inbox)

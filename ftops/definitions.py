@@ -2,7 +2,8 @@
 
 Settings come from the environment, with the embedded default when nothing is set:
 FTOPS_INBOX (default `.ftops/inbox`), FTOPS_WAREHOUSE (default `.ftops/warehouse`; any fsspec
-URL such as `s3://bucket/ftops` works), FTOPS_CONFIG (default `ftops.yaml` when it exists).
+URL such as `s3://bucket/ftops` works), FTOPS_CONFIG (default `ftops.yaml` when it exists, else
+`.ftops/ftops.yaml`, the policy `ftops demo` writes for its fleet).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from ftops.defs.costs import COST_ASSETS
 from ftops.defs.ingest import INGEST_ASSETS
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.io_manager import PartitionedParquetIOManager
@@ -19,6 +21,9 @@ from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
 from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
 from ftops.defs.sensors import automation_sensor, inbox_sensor
 from ftops.policy import load_policy
+
+
+DEFAULT_CONFIGS = ("ftops.yaml", ".ftops/ftops.yaml")
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ def _local_or_url(value: str) -> str:
 
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
-    config = env.get("FTOPS_CONFIG") or ("ftops.yaml" if os.path.exists("ftops.yaml") else None)
+    config = env.get("FTOPS_CONFIG") or next((p for p in DEFAULT_CONFIGS if os.path.exists(p)), None)
     return Settings(
         inbox=_local_or_url(env.get("FTOPS_INBOX", ".ftops/inbox")),
         warehouse=_local_or_url(env.get("FTOPS_WAREHOUSE", ".ftops/warehouse")),
@@ -45,7 +50,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
 def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     return dg.Definitions(
-        assets=[*INGEST_ASSETS, *MONITORING_ASSETS],
+        assets=[*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS],
         jobs=[*INGEST_JOBS, *MONITORING_JOBS],
         sensors=[inbox_sensor, automation_sensor],
         resources={

@@ -27,7 +27,11 @@ alerts_update = dg.define_asset_job(
     "alerts_update", selection=["alerts"], description="Update the alert lifecycle and notify.",
 )
 
-MONITORING_JOBS = [monitoring_update, alerts_update]
+costs_update = dg.define_asset_job(
+    "costs_update", selection=["job_costs", "budget_status"], description="Attribute costs and update budgets.",
+)
+
+MONITORING_JOBS = [monitoring_update, alerts_update, costs_update]
 
 # The whole graph in dependency order, as `ftops demo` materialises it: (job, over the time range?).
 GRAPH_STEPS: list[tuple[str, bool]] = [
@@ -37,4 +41,5 @@ GRAPH_STEPS: list[tuple[str, bool]] = [
     ("rejected_records_refresh", False),
     ("monitoring_update", True),
     ("alerts_update", False),
+    ("costs_update", False),
 ]
