@@ -15,7 +15,9 @@ import dagster as dg
 
 from ftops.defs.costs import COST_ASSETS
 from ftops.defs.ingest import INGEST_ASSETS
+from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledger, budget_enforcement, budget_sensor
 from ftops.defs.monitoring import MONITORING_ASSETS
+from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.io_manager import PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
 from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
@@ -31,6 +33,11 @@ class Settings:
     inbox: str
     warehouse: str
     config: str | None
+    ledger: str | None = None  # default: `_ledger` in a local warehouse, else .ftops/ledger
+    env: tuple[tuple[str, str], ...] = ()  # FTOPS_* settings of notifiers and actuators
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.env).get(name, default)
 
 
 def _local_or_url(value: str) -> str:
@@ -44,15 +51,25 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         inbox=_local_or_url(env.get("FTOPS_INBOX", ".ftops/inbox")),
         warehouse=_local_or_url(env.get("FTOPS_WAREHOUSE", ".ftops/warehouse")),
         config=os.path.abspath(config) if config else None,
+        ledger=os.path.abspath(env["FTOPS_LEDGER"]) if env.get("FTOPS_LEDGER") else None,
+        env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("FTOPS_") or k == "SLACK_BOT_TOKEN")),
     )
+
+
+def _ledger_folder(settings: Settings) -> str:
+    if settings.ledger:
+        return settings.ledger
+    # the ledger is an append-only log that needs a real file system (fsync, locks)
+    return os.path.join(settings.warehouse, "_ledger") if "://" not in settings.warehouse else os.path.abspath(
+        ".ftops/ledger")
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     return dg.Definitions(
-        assets=[*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS],
-        jobs=[*INGEST_JOBS, *MONITORING_JOBS],
-        sensors=[inbox_sensor, automation_sensor],
+        assets=[*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, action_ledger],
+        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement],
+        sensors=[inbox_sensor, automation_sensor, budget_sensor],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),
             "inbox": InboxResource(
@@ -63,6 +80,21 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "policy": PolicyResource(config_path=settings.config),
             "warehouse": WarehouseResource(base_path=settings.warehouse),
+            "ledger": LedgerResource(folder=_ledger_folder(settings)),
+            "actuator": ActuatorResource(
+                kind=settings.get("FTOPS_ACTUATOR", "record"),
+                control_dir=settings.get("FTOPS_CONTROL_DIR"),
+                webhook_url=settings.get("FTOPS_ACTUATOR_WEBHOOK_URL"),
+                webhook_secret_env=settings.get("FTOPS_ACTUATOR_WEBHOOK_SECRET_ENV"),
+                kubernetes_namespace=settings.get("FTOPS_KUBERNETES_NAMESPACE", "default"),
+            ),
+            "notifiers": NotifiersResource(
+                webhook_url=settings.get("FTOPS_WEBHOOK_URL"),
+                webhook_secret_env=settings.get("FTOPS_WEBHOOK_SECRET_ENV"),
+                slack_token=dg.EnvVar("SLACK_BOT_TOKEN") if settings.get("SLACK_BOT_TOKEN") else None,
+                slack_channel=settings.get("FTOPS_SLACK_CHANNEL"),
+                alertmanager_url=settings.get("FTOPS_ALERTMANAGER_URL"),
+            ),
         },
     )
 

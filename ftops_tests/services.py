@@ -1,20 +1,25 @@
 """Real external services for integration tests: find, start, wait for and stop them.
 
-Reusable by any test: `free_port()`, `start_prometheus(tmp_path, targets)`, `stop_process_group(proc)`.
+Reusable by any test: `free_port()`, `start_prometheus(tmp_path, targets)`, `start_alertmanager(tmp_path)`,
+`stop_process_group(proc)`, and `recording_http_server()` (a local receiver for webhooks).
 A missing binary skips the test on a developer machine but fails it on CI (`CI=true`), where the
 service must be installed and the test must really run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import pytest
 import requests
@@ -129,3 +134,99 @@ def start_prometheus(
         stop_process_group(proc)
         raise RuntimeError(f"prometheus did not become ready ({exc}); log tail:\n{_log_tail(log)}") from exc
     return url, proc
+
+
+def start_alertmanager(tmp_path: Path, *, ready_timeout_s: float = 60.0) -> tuple[str, subprocess.Popen]:
+    """Start a real Prometheus Alertmanager (one node, a null receiver) -> (base URL, process).
+
+    Clustering is off (`--cluster.listen-address=`) so parallel tests do not gossip with each
+    other; the log is `tmp_path/alertmanager/alertmanager.log`. Returns once `/-/ready` answers 200.
+    """
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:  # Debian names it prometheus-alertmanager, upstream tarballs alertmanager
+        binary = require_binary("prometheus-alertmanager", "integration tests run a real Alertmanager")
+    port = free_port()
+    root = tmp_path / "alertmanager"
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "alertmanager.yml"
+    config.write_text('route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n')
+    log = root / "alertmanager.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"alertmanager exited with code {proc.returncode}:\n{_log_tail(log)}")
+        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+    try:
+        wait_for(ready, timeout_s=ready_timeout_s, what=f"alertmanager at {url}/-/ready")
+    except BaseException as exc:
+        stop_process_group(proc)
+        raise RuntimeError(f"alertmanager did not become ready ({exc}); log tail:\n{_log_tail(log)}") from exc
+    return url, proc
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RecordingServer:
+    """A local HTTP receiver: what it got (`requests`), and what it answers (`status`, `reply`)."""
+
+    url: str
+    requests: list[RecordedRequest] = field(default_factory=list)
+    status: int = 200
+    reply: bytes = b'{"ok": true}'
+
+
+@contextlib.contextmanager
+def recording_http_server() -> Iterator[RecordingServer]:
+    """Serve on 127.0.0.1 in a thread, record every request, answer `status`/`reply` (JSON)."""
+
+    server_state: list[RecordingServer] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            state = server_state[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            state.requests.append(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(state.reply)))
+            self.end_headers()
+            self.wfile.write(state.reply)
+
+        do_GET = do_POST = do_PUT = _handle
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_state.append(RecordingServer(url=f"http://127.0.0.1:{server.server_address[1]}"))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server_state[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -31,6 +31,11 @@ def read_table(base_path: str, key: dg.AssetKey, partition_key: str | None = Non
     return _read(path) if path.exists() else None
 
 
+def write_table(df: pd.DataFrame, base_path: str, key: dg.AssetKey, partition_key: str | None = None) -> None:
+    """Store a table where the IO manager would (for tables written outside an asset's output)."""
+    _write(df, table_path(base_path, key, partition_key))
+
+
 def _write(df: pd.DataFrame, target: UPath) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

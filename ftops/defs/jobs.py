@@ -24,7 +24,8 @@ monitoring_update = dg.define_asset_job(
     description="Rebuild run_health and anomalies partitions (declarative automation does this after ingest).",
 )
 alerts_update = dg.define_asset_job(
-    "alerts_update", selection=["alerts"], description="Update the alert lifecycle and notify.",
+    "alerts_update", selection=["alerts", "alert_deliveries"],
+    description="Update the alert lifecycle and notify.",
 )
 
 costs_update = dg.define_asset_job(

@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from ftops.actions.delivery import ALERT_DELIVERIES, deliver
+from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.monitoring.alerts import ALERTS, update_alerts
@@ -112,4 +114,31 @@ def alerts(context: dg.AssetExecutionContext, anomalies: pd.DataFrame, policy: P
                               metadata={"duplicate_ids": duplicates})
 
 
-MONITORING_ASSETS = [run_health, anomalies, alerts]
+@dg.asset(
+    group_name="monitoring",
+    kinds={"pandas", "parquet"},
+    automation_condition=_EAGER,
+    check_specs=[
+        _contract_spec("alert_deliveries"),
+        dg.AssetCheckSpec("nothing_pending", asset="alert_deliveries", blocking=False,
+                          description="Every alert transition reached every notifier its route names."),
+    ],
+)
+def alert_deliveries(context: dg.AssetExecutionContext, alerts: pd.DataFrame, policy: PolicyResource,
+                     notifiers: NotifiersResource, warehouse: WarehouseResource) -> Iterator:
+    """Which alert transitions (firing, resolved) reached which notifier; a notifier that is down keeps
+    its alerts pending, and they are retried on the next run."""
+    previous = warehouse.read("alert_deliveries")
+    table, report = deliver(alerts if not alerts.empty else ALERTS.empty(), previous, policy.load().routes,
+                            notifiers.build(context.log), pd.Timestamp.now(tz="UTC"))
+    if not report.ok:
+        context.log.warning(report.summary())
+    yield dg.Output(table, metadata=report.as_metadata())
+    yield _contract(table, ALERT_DELIVERIES, "alert_deliveries")
+    pending = int((table["status"] == "pending").sum()) if not table.empty else 0
+    yield dg.AssetCheckResult(check_name="nothing_pending", passed=pending == 0,
+                              severity=dg.AssetCheckSeverity.WARN,
+                              metadata={"pending": pending, "errors": "; ".join(report.errors) or "none"})
+
+
+MONITORING_ASSETS = [run_health, anomalies, alerts, alert_deliveries]
