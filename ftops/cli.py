@@ -101,6 +101,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def budget_lines(status, ledger):
+    """One row per budget category: spend, limit, usage, forecast, crossed thresholds, last action."""
+    import pandas as pd
+
+    last = {}
+    if ledger is not None and not ledger.empty:
+        latest = ledger.sort_values("ts").groupby("budget_category").tail(1)
+        last = {r.budget_category: f"{r.action} {r.job_id} {r.status} ({r.mode}, {r.ts:%Y-%m-%d %H:%M})"
+                for r in latest.itertuples()}
+    rows = []
+    for r in status.itertuples():
+        category = r.budget_category if isinstance(r.budget_category, str) else "(no category)"
+        rows.append({
+            "budget_category": category,
+            "period": r.period_key,
+            "spend_usd": round(float(r.spend_usd), 2),
+            "limit_usd": None if pd.isna(r.limit_usd) else round(float(r.limit_usd), 2),
+            "usage_pct": None if pd.isna(r.usage_pct) else round(float(r.usage_pct), 1),
+            "forecast_period_end_usd": round(float(r.forecast_period_end_usd), 2),
+            "thresholds_crossed": json.loads(r.thresholds_crossed),
+            "mode": None if pd.isna(r.mode) else r.mode,
+            "last_action": last.get(r.budget_category),
+        })
+    return rows
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from ftops.actions.ledger_store import LedgerStore
+    from ftops.defs.io_manager import read_table
+    from ftops.definitions import ledger_folder, settings_from_env
+
+    settings = settings_from_env()
+    status = read_table(settings.warehouse, dg.AssetKey("budget_status"))
+    if status is None:
+        print(f"ftops budget: no budget_status in {settings.warehouse} yet; materialise it "
+              "(ftops demo, or the costs group in dagster dev)", file=sys.stderr)
+        return 2
+    rows = budget_lines(status, LedgerStore(ledger_folder(settings)).load())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    table = [[r["budget_category"], r["period"], f"{r['spend_usd']:,.2f}",
+              "-" if r["limit_usd"] is None else f"{r['limit_usd']:,.2f}",
+              "-" if r["usage_pct"] is None else f"{r['usage_pct']:.1f}%",
+              f"{r['forecast_period_end_usd']:,.2f}",
+              ", ".join(f"{t:g}%" for t in r["thresholds_crossed"]) or "-", r["mode"] or "-",
+              r["last_action"] or "-"] for r in rows]
+    print(tabulate(table, headers=["category", "period", "spend USD", "limit USD", "used", "forecast USD",
+                                   "crossed", "mode", "last action"], disable_numparse=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftops", description="Operations for fine-tuning fleets.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--inbox", help="inbox folder (default: FTOPS_INBOX or .ftops/inbox)")
     demo.add_argument("--warehouse", help="warehouse folder (default: FTOPS_WAREHOUSE or .ftops/warehouse)")
     demo.set_defaults(func=cmd_demo)
+
+    budget = sub.add_parser("budget", help="budget status per category from the warehouse")
+    budget.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    budget.set_defaults(func=cmd_budget)
 
     from ftops.agent import add_agent_parser
 

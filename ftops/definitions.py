@@ -56,7 +56,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     )
 
 
-def _ledger_folder(settings: Settings) -> str:
+def ledger_folder(settings: Settings) -> str:
     if settings.ledger:
         return settings.ledger
     # the ledger is an append-only log that needs a real file system (fsync, locks)
@@ -80,7 +80,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "policy": PolicyResource(config_path=settings.config),
             "warehouse": WarehouseResource(base_path=settings.warehouse),
-            "ledger": LedgerResource(folder=_ledger_folder(settings)),
+            "ledger": LedgerResource(folder=ledger_folder(settings)),
             "actuator": ActuatorResource(
                 kind=settings.get("FTOPS_ACTUATOR", "record"),
                 control_dir=settings.get("FTOPS_CONTROL_DIR"),

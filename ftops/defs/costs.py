@@ -10,10 +10,10 @@ from ftops.costs.budgets import BUDGET_STATUS, budget_status as compute_budget_s
 from ftops.costs.progress import progress_from_metrics
 from ftops.costs.summary import job_cost_summary
 from ftops.costs.usage import job_hours
+from ftops.defs.automation import after_upstream_updates
 from ftops.defs.resources import PolicyResource
 from ftops.schemas import BILLING_LINE_ITEMS, JOBS, SchemaError, Table, validate
 
-_EAGER = dg.AutomationCondition.eager()
 
 
 class AsOfConfig(dg.Config):
@@ -43,7 +43,7 @@ def _contract(df: pd.DataFrame, table: Table, asset: str) -> dg.AssetCheckResult
 @dg.asset(
     group_name="costs",
     kinds={"pandas", "parquet"},
-    automation_condition=_EAGER,
+    automation_condition=after_upstream_updates(),
     check_specs=[
         dg.AssetCheckSpec("contract_valid", asset="job_costs"),
         dg.AssetCheckSpec("bills_fully_counted", asset="job_costs",
@@ -79,7 +79,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
 @dg.asset(
     group_name="costs",
     kinds={"pandas", "parquet"},
-    automation_condition=_EAGER,
+    automation_condition=after_upstream_updates(),
     check_specs=[dg.AssetCheckSpec("contract_valid", asset="budget_status")],
 )
 def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_costs: pd.DataFrame,

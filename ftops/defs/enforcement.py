@@ -19,12 +19,12 @@ from ftops.actions.delivery import route
 from ftops.actions.ledger_store import LedgerStore, execute_actions
 from ftops.actions.notifiers import AlertMessage, NotifierError
 from ftops.costs.ladder import PlannedAction, plan_actions
+from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
 from ftops.defs.io_manager import write_table
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.policy import Policy
 
-SENSOR_INTERVAL_SECONDS = int(os.environ.get("FTOPS_SENSOR_INTERVAL_SECONDS", "30"))
 
 action_ledger = dg.AssetSpec(
     "action_ledger",

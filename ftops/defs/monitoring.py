@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from ftops.actions.delivery import ALERT_DELIVERIES, deliver
+from ftops.defs.automation import after_upstream_updates
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
@@ -18,7 +19,6 @@ from ftops.schemas import SchemaError, Table, validate
 # that a detection does not start afresh at midnight; only detections starting in the partition
 # belong to it.
 _WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1)
-_EAGER = dg.AutomationCondition.eager()
 
 
 def _contract(df: pd.DataFrame, table: Table, asset: str) -> dg.AssetCheckResult:
@@ -47,7 +47,7 @@ def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
     backfill_policy=dg.BackfillPolicy.single_run(),
     metadata={"partition_column": "window_start"},
     kinds={"pandas", "parquet"},
-    automation_condition=_EAGER,
+    automation_condition=after_upstream_updates(),
     check_specs=[_contract_spec("run_health")],
 )
 def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame) -> Iterator:
@@ -64,7 +64,7 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame) 
     metadata={"partition_column": "first_ts"},
     kinds={"pandas", "parquet"},
     ins={"metric_samples": dg.AssetIn(partition_mapping=_WITH_PREVIOUS_DAY)},
-    automation_condition=_EAGER,
+    automation_condition=after_upstream_updates(ignore=("job_registry",)),
     check_specs=[_contract_spec("anomalies")],
 )
 def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, job_registry: pd.DataFrame,
@@ -88,7 +88,7 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
 @dg.asset(
     group_name="monitoring",
     kinds={"pandas", "parquet"},
-    automation_condition=_EAGER,
+    automation_condition=after_upstream_updates(),
     check_specs=[
         _contract_spec("alerts"),
         dg.AssetCheckSpec("alert_ids_unique", asset="alerts", description="One row per alert id."),
@@ -117,7 +117,7 @@ def alerts(context: dg.AssetExecutionContext, anomalies: pd.DataFrame, policy: P
 @dg.asset(
     group_name="monitoring",
     kinds={"pandas", "parquet"},
-    automation_condition=_EAGER,
+    automation_condition=after_upstream_updates(),
     check_specs=[
         _contract_spec("alert_deliveries"),
         dg.AssetCheckSpec("nothing_pending", asset="alert_deliveries", blocking=False,

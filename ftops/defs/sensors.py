@@ -6,6 +6,7 @@ import json
 
 import dagster as dg
 
+from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
 from ftops.defs.jobs import billing_ingest, job_registry_ingest, metric_ingest, rejected_records_refresh
 from ftops.defs.partitions import partition_range
 from ftops.defs.resources import InboxResource
@@ -17,7 +18,7 @@ RANGE_END = "dagster/asset_partition_range_end"
 
 @dg.sensor(
     jobs=[job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh],
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads each new inbox file once (staging) and requests ingest runs for the partitions it touches.",
 )
@@ -61,5 +62,5 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "ftops_automation",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
 )

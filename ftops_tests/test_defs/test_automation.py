@@ -1,0 +1,50 @@
+"""Declarative automation: downstream assets follow ingest, for exactly the partitions that changed."""
+
+import dagster as dg
+
+from ftops.definitions import Settings, build_definitions
+from ftops.defs.sensors import RANGE_END, RANGE_START
+from ftops_tests.test_defs.inbox_builder import write_bill, write_jobs, write_metrics
+
+WATCHED = ["run_health", "anomalies", "alerts", "alert_deliveries", "job_costs", "budget_status"]
+
+
+def _requested(result) -> dict[str, int]:
+    return {k: result.get_num_requested(dg.AssetKey(k)) for k in WATCHED}
+
+
+def _partitions(result, key: str) -> set[str]:
+    return set(result.get_requested_partitions(dg.AssetKey(key)))
+
+
+def test_downstream_assets_follow_ingest_partition_by_partition(tmp_path):
+    inbox = tmp_path / "inbox"
+    write_jobs(inbox)
+    defs = build_definitions(Settings(str(inbox), str(tmp_path / "wh"), None))
+    days = {RANGE_START: "2026-11-20", RANGE_END: "2026-11-21"}
+    with dg.instance_for_test() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert not any(_requested(result).values())  # nothing ingested yet: nothing to do
+
+        defs.resolve_job_def("job_registry_ingest").execute_in_process(instance=instance)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        # the registry feeds costs; it must not refresh every daily anomalies partition since 2023
+        assert _requested(result) == {**dict.fromkeys(WATCHED, 0), "job_costs": 1, "budget_status": 1}
+        defs.resolve_job_def("costs_update").execute_in_process(instance=instance)
+
+        write_metrics(inbox)
+        defs.resolve_job_def("metric_ingest").execute_in_process(instance=instance, tags=days)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert _partitions(result, "run_health") == {"2026-11-20", "2026-11-21"}
+        # anomalies of a day read the day before as context
+        assert _partitions(result, "anomalies") == {"2026-11-20", "2026-11-21", "2026-11-22"}
+        assert result.get_num_requested(dg.AssetKey("alerts")) == 0  # waits for anomalies
+        defs.resolve_job_def("monitoring_update").execute_in_process(instance=instance, tags=days)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_num_requested(dg.AssetKey("alerts")) == 1
+        assert result.get_num_requested(dg.AssetKey("budget_status")) == 1  # progress comes from run_health
+
+        write_bill(inbox)
+        defs.resolve_job_def("billing_ingest").execute_in_process(instance=instance, tags=days)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_num_requested(dg.AssetKey("job_costs")) == 1
