@@ -121,16 +121,17 @@ _FLOPS_PER_TOKEN = {"full": 6.0, "lora": 4.0, "prefix": 4.0, "qlora": 5.0, "dpo"
 _PEAK_LR = {"lora": (1e-4, 3e-4), "qlora": (1e-4, 2e-4), "full": (1e-5, 3e-5), "dpo": (5e-6, 1e-5),
             "prefix": (3e-4, 8e-4)}
 
-# Fault -> the alert rule expected to catch it later (ARCHITECTURE.md §4) and its category.
+# Fault -> the rule expected to catch it and its category: a monitoring rule (ftops.monitoring.catalog),
+# budget_threshold from budget enforcement, job_preempted from the recovery side.
 FAULTS: dict[str, tuple[str, str]] = {
-    "loss_divergence": ("training_loss_nan", "training"),
+    "loss_divergence": ("loss_non_finite", "training"),
     "gradient_explosion": ("grad_norm_explosion", "training"),
-    "gpu_underutilized": ("gpu_utilization_low", "resource"),
-    "oom": ("gpu_memory_used_ratio_high", "resource"),
+    "gpu_underutilized": ("gpu_underutilized", "resource"),
+    "oom": ("gpu_memory_capacity_high", "resource"),
     "spot_preemption": ("job_preempted", "resource"),
     "budget_overrun": ("budget_threshold", "cost"),
-    "val_overfitting": ("val_loss_overfitting", "quality"),
-    "throughput_degradation": ("throughput_degradation", "training"),
+    "val_overfitting": ("overfitting", "quality"),
+    "throughput_degradation": ("throughput_degraded", "training"),
     "lr_out_of_range": ("learning_rate_out_of_range", "training"),
 }
 # one job per fault, two preemptions
