@@ -71,10 +71,18 @@ def _epoch_of(loss: MetricFrame, frames: dict[str, MetricFrame], jobs: pd.DataFr
     return out
 
 
+# the metrics some rule reads; others (power, temperature, tokens/s, heartbeats) are not split out
+_READ_METRICS = frozenset({
+    "training_loss", "epoch", "learning_rate", "grad_norm", "samples_per_second", "gpu_utilization_pct",
+    "gpu_memory_copy_util_pct", "gpu_memory_used_ratio", "cpu_utilization_pct", "host_memory_used_ratio",
+    "val_loss", "domain_accuracy", "cost_per_hour_usd",
+})
+
+
 def detect_hits(samples: pd.DataFrame, jobs: pd.DataFrame | None, policy: MonitoringPolicy) -> tuple[
         pd.DataFrame, np.ndarray, np.ndarray]:
     """All firing samples of all rules, with the job and device name arrays their codes index."""
-    frames = split_by_metric(samples)
+    frames = split_by_metric(samples, _READ_METRICS)
     gap = policy.merge_gap_minutes
     parts: list[pd.DataFrame] = []
     loss = frames.get("training_loss")

@@ -14,12 +14,12 @@ HIT_COLUMNS = ("rule", "job", "device", "group", "seq", "ts", "step", "value", "
                "ref", "score", "badness", "window", "last_in_series")
 
 
-def _full(x: float | np.ndarray | None, n: int, mask: np.ndarray) -> np.ndarray:
+def _at(x: float | np.ndarray | None, idx: np.ndarray) -> np.ndarray:
     if x is None:
-        return np.full(int(mask.sum()), np.nan)
+        return np.full(len(idx), np.nan)
     if np.ndim(x) == 0:
-        return np.full(int(mask.sum()), x)
-    return np.asarray(x)[mask]
+        return np.full(len(idx), x)
+    return np.asarray(x)[idx]
 
 
 def make_hits(frame: MetricFrame, rule: str, mask: np.ndarray, severity: int | np.ndarray,
@@ -32,28 +32,31 @@ def make_hits(frame: MetricFrame, rule: str, mask: np.ndarray, severity: int | n
     (robust z, a ratio); `badness` orders samples of one window to pick the worst (default: the
     value, or its negative for rules where low is bad, chosen by the caller).
     """
-    mask = np.asarray(mask, dtype=bool)
+    # every column is gathered at the firing rows only: rules fire on a tiny share of samples
+    idx = np.flatnonzero(mask)
     n = len(frame)
-    values = frame.value if value is None else value
-    is_last = np.r_[frame.group[1:] != frame.group[:-1], True] if n else np.array([], bool)
-    bad = values if badness is None else badness
+    values = np.asarray(frame.value if value is None else value)[idx]
+    bad = values if badness is None else np.asarray(badness)[idx]
+    group = frame.group[idx]
+    nxt = np.minimum(idx + 1, max(n - 1, 0))
+    is_last = (idx == n - 1) | (frame.group[nxt] != group)
     return pd.DataFrame({
         "rule": rule,
-        "job": frame.job[mask],
-        "device": frame.device[mask],
-        "group": frame.group[mask],
-        "seq": np.flatnonzero(mask),
-        "ts": frame.ts[mask],
-        "step": frame.step[mask],
-        "value": values[mask],
-        "severity": _full(severity, n, mask).astype(np.int8),
-        "threshold": _full(threshold, n, mask).astype(float),
-        "ref": _full(ref, n, mask).astype(float),
-        "score": _full(score, n, mask).astype(float),
+        "job": frame.group_job[group],
+        "device": frame.group_device[group],
+        "group": group,
+        "seq": idx,
+        "ts": frame.ts[idx],
+        "step": frame.step[idx],
+        "value": values,
+        "severity": _at(severity, idx).astype(np.int8),
+        "threshold": _at(threshold, idx).astype(float),
+        "ref": _at(ref, idx).astype(float),
+        "score": _at(score, idx).astype(float),
         # NaN/inf are the worst a value can be
-        "badness": np.where(np.isfinite(bad[mask]), bad[mask], np.inf),
+        "badness": np.where(np.isfinite(bad), bad, np.inf),
         "window": window,
-        "last_in_series": is_last[mask],
+        "last_in_series": is_last,
     })
 
 

@@ -60,8 +60,22 @@ def gpu_memory_copy_hits(frame: MetricFrame, policy: GpuMemoryPolicy, gap: float
 
 
 def gpu_memory_capacity_hits(frame: MetricFrame, policy: GpuMemoryPolicy, gap: float) -> pd.DataFrame:
-    return sustained_threshold_hits(frame, "gpu_memory_capacity_high", policy.used_ratio_warning,
-                                    policy.used_ratio_critical, policy.window_minutes, gap)
+    """Capacity used above the warning (and critical) ratio for `used_ratio_window_minutes`.
+
+    Defaults differ from the spec on purpose (see GpuMemoryPolicy): a full caching allocator is
+    normal. A critical level alone (no warning) still fires; neither set switches the rule off.
+    """
+    warning, critical = policy.used_ratio_warning, policy.used_ratio_critical
+    if warning is None:
+        warning, critical = critical, None
+    if warning is None:
+        return make_hits(frame, "gpu_memory_capacity_high", np.zeros(len(frame), bool), WARNING, np.nan,
+                         "switched off")
+    hits = sustained_threshold_hits(frame, "gpu_memory_capacity_high", warning, critical,
+                                    policy.used_ratio_window_minutes, gap)
+    if policy.used_ratio_warning is None:
+        hits["severity"] = np.int8(CRITICAL)
+    return hits
 
 
 def cpu_hits(frame: MetricFrame, policy: CpuPolicy, gap: float) -> pd.DataFrame:

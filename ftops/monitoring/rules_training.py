@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 
 from ftops.monitoring.hits import WARNING, make_hits
-from ftops.monitoring.series import NS_PER_MINUTE, MetricFrame, rolling_median, shifted_time, time_rolling_median
+from ftops.monitoring.series import (
+    NS_PER_MINUTE,
+    MetricFrame,
+    medians_between,
+    rolling_median,
+    shifted_time,
+    time_rolling_median,
+    time_window_stats,
+)
 from ftops.policy import LearningRatePolicy, LossPolicy, ThroughputPolicy
 
 
@@ -14,6 +22,42 @@ def _group_reduce(ufunc: np.ufunc, values: np.ndarray, frame: MetricFrame) -> np
     """Per-group reduction broadcast back to rows."""
     starts = frame.group_starts()
     return ufunc.reduceat(values, starts)[frame.group]
+
+
+# exact medians at the candidate rows (and the rows one window earlier) only while their windows
+# hold fewer values than this many per row of the series: beyond, one rolling median is cheaper
+_MAX_CANDIDATE_CELLS_PER_ROW = 16
+
+
+def _maybe_rising(values: np.ndarray, adj: np.ndarray, before_idx: np.ndarray, valid: np.ndarray,
+                  window_ns: int, policy: LossPolicy) -> np.ndarray | None:
+    """Rows whose window median might exceed (1 + ratio) x the median one window earlier, or None
+    when too many might (then every median is computed).
+
+    A median lies within one standard deviation of the mean (Hotelling and Solomons), and rolling
+    means and deviations are linear-time where rolling medians are not: mean + sd bounds the median
+    now from above, mean - sd the earlier one from below. Rows the bounds rule out cannot fire; the
+    slack covers the rounding of rolling sums, so it only ever admits more rows, never fewer.
+    """
+    if 1.0 + policy.trend_increase_ratio <= 0 or len(values) == 0:
+        return None
+    mean, sd, count = time_window_stats(values, adj, window_ns)
+    sd = np.where(count == 1, 0.0, sd)  # a single sample is its own median
+    slack = 1e-4 * (np.abs(mean) + sd)
+    upper, lower = mean + sd + slack, mean - sd - slack
+    j = np.maximum(before_idx, 0)
+    enough = (count >= policy.trend_min_samples) & (count[j] >= policy.trend_min_samples)
+    with np.errstate(invalid="ignore"):
+        ruled_out = upper * (1 + 1e-9) < (1.0 + policy.trend_increase_ratio) * lower[j]
+    maybe = valid & enough & ~ruled_out
+    rows = np.flatnonzero(maybe)
+    if len(rows) == 0:
+        return maybe
+    first = np.searchsorted(adj, adj[rows] - window_ns, side="right")
+    width = int((rows - first).max()) + 1
+    if 2 * len(rows) * width > _MAX_CANDIDATE_CELLS_PER_ROW * len(values):
+        return None
+    return maybe
 
 
 def loss_rising_hits(frame: MetricFrame, policy: LossPolicy) -> pd.DataFrame:
@@ -26,10 +70,17 @@ def loss_rising_hits(frame: MetricFrame, policy: LossPolicy) -> pd.DataFrame:
     text = f"{policy.trend_window_minutes:g} min vs the {policy.trend_window_minutes:g} min before"
     if len(finite) == 0:
         return make_hits(finite, "loss_rising", np.zeros(0, bool), WARNING, policy.trend_increase_ratio, text)
-    now = time_rolling_median(finite.value, finite.group, finite.ts, window_ns, policy.trend_min_samples)
     adj = shifted_time(finite.group, finite.ts, window_ns)
     before_idx = np.searchsorted(adj, adj - window_ns, side="right") - 1
     valid = (before_idx >= 0) & (finite.group[np.maximum(before_idx, 0)] == finite.group)
+    maybe = _maybe_rising(finite.value, adj, before_idx, valid, window_ns, policy)
+    if maybe is None:
+        now = time_rolling_median(finite.value, finite.group, finite.ts, window_ns, policy.trend_min_samples)
+    else:
+        rows = np.union1d(np.flatnonzero(maybe), before_idx[maybe])
+        first = np.searchsorted(adj, adj[rows] - window_ns, side="right")
+        now = np.full(len(finite), np.nan)
+        now[rows] = medians_between(finite.value, first, rows, policy.trend_min_samples)
     before = np.where(valid, now[np.maximum(before_idx, 0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         rise = np.where(before > 0, now / before - 1.0, np.nan)
@@ -74,8 +125,9 @@ def throughput_hits(frame: MetricFrame, policy: ThroughputPolicy) -> pd.DataFram
     """samples/s (rolling median of a few samples) below ratio x baseline.
 
     The baseline is the job's own early steady state (median of the samples after a start-up skip)
-    when it has enough samples and the policy allows it, else the configured number; samples
-    before a job baseline exists are not judged against it.
+    when it has enough samples and the policy allows it, else the configured number if one is set;
+    samples before a job baseline exists are not judged against it, and a job with neither (one
+    run-average sample, no configured number) is not judged at all.
     """
     sps = frame.take(np.isfinite(frame.value))
     n = len(sps)
@@ -93,8 +145,9 @@ def throughput_hits(frame: MetricFrame, policy: ThroughputPolicy) -> pd.DataFram
         medians = pd.Series(sps.value[early]).groupby(sps.group[early]).median()
         own = medians.reindex(np.arange(sps.n_groups)).to_numpy()[sps.group]
         has_own = size >= skip + count
-    baseline = np.where(has_own, own, policy.baseline_samples_per_second)
-    judged = np.where(has_own, pos >= skip + count, True)
+    configured = np.nan if policy.baseline_samples_per_second is None else policy.baseline_samples_per_second
+    baseline = np.where(has_own, own, configured)
+    judged = np.where(has_own, pos >= skip + count, policy.baseline_samples_per_second is not None)
     level = rolling_median(sps.value, sps.group, k, 1)
     # a job with fewer samples than the smoothing window is judged on what it has
     judged &= (pos >= k - 1) | (size < k)

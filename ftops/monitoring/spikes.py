@@ -13,23 +13,41 @@ import numpy as np
 import pandas as pd
 
 from ftops.monitoring.hits import CRITICAL, INFO, WARNING, make_hits, run_length, run_position
-from ftops.monitoring.series import MetricFrame, robust_z, rolling_median
+from ftops.monitoring.series import MetricFrame, robust_z, rolling_median, rolling_min, window_medians
 from ftops.policy import GradNormPolicy, LossPolicy
 
 _MIN_LOSS_HISTORY = 5
+
+
+# above this share of rows that might be spikes, one rolling median over all rows is cheaper
+_MAX_CANDIDATE_SHARE = 1 / 16
 
 
 def spike_scores(frame: MetricFrame, window: int, min_history: int,
                  min_ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(robust z, trailing median, ratio to it) against the `window` samples before each sample.
 
-    z is computed only where the ratio already reaches `min_ratio` (NaN elsewhere): a spike needs
-    both, and the exact MAD is the costly part.
+    Only rows whose ratio may reach `min_ratio` get numbers (NaN elsewhere): a spike needs both,
+    and the medians are the costly part. The trailing minimum bounds the trailing median from
+    below, so x < min_ratio x minimum rules a row out in one linear pass; the exact median (and
+    the MAD) are then computed only for the rows left.
     """
-    med = rolling_median(frame.value, frame.group, window, min_history, exclude_current=True)
+    v, group = frame.value, frame.group
+    med = None
+    if min_ratio > 0 and len(v):
+        limit = min_ratio * rolling_min(v, group, window, exclude_current=True)
+        # a hair of slack: the rule divides (x / median >= ratio), this multiplies
+        with np.errstate(invalid="ignore"):
+            maybe = v >= limit - np.abs(limit) * 1e-9
+        if maybe.sum() <= len(v) * _MAX_CANDIDATE_SHARE:
+            med = np.full(len(v), np.nan)
+            rows = np.flatnonzero(maybe)
+            med[rows] = window_medians(v, group, window, min_history, rows, exclude_current=True)
+    if med is None:
+        med = rolling_median(v, group, window, min_history, exclude_current=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(med > 0, frame.value / med, np.nan)
-    z, _, _ = robust_z(frame.value, frame.group, window, min_history, rows=ratio >= min_ratio, median=med)
+        ratio = np.where(med > 0, v / med, np.nan)
+    z, _, _ = robust_z(v, group, window, min_history, rows=ratio >= min_ratio, median=med)
     return z, med, ratio
 
 

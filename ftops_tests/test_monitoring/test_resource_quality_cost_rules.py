@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ftops.monitoring import detect_anomalies
+from ftops.policy import GpuMemoryPolicy, MonitoringPolicy
 
 from .helpers import noisy, rules_fired, series
 
@@ -36,21 +39,45 @@ def test_gpu_utilisation_edges():
     assert detect_anomalies(_util(np.full(40, 98.0))).empty  # "> 98"
 
 
+# the spec's capacity rule (0.90 / 0.95 for 1 min), no longer the default but one setting away
+SPEC_CAPACITY = dataclasses.replace(MonitoringPolicy(), gpu_memory=GpuMemoryPolicy(
+    used_ratio_warning=0.90, used_ratio_critical=0.95, used_ratio_window_minutes=1.0))
+
+
 @pytest.mark.parametrize("metric, warn, crit, rule", [
     ("gpu_memory_copy_util_pct", 91.0, 96.0, "gpu_memory_copy_util_high"),
     ("gpu_memory_used_ratio", 0.91, 0.96, "gpu_memory_capacity_high"),
     ("host_memory_used_ratio", 0.86, 0.97, "host_memory_high"),
 ])
 def test_warning_then_critical_is_one_anomaly_at_its_worst(metric, warn, crit, rule):
+    policy = SPEC_CAPACITY
     low = warn * 0.5
     v = np.r_[np.full(5, low), np.full(6, warn), np.full(6, crit), np.full(5, low)]
-    an = detect_anomalies(series(metric, v, every="30s", device="0" if "gpu" in metric else None))
+    an = detect_anomalies(series(metric, v, every="30s", device="0" if "gpu" in metric else None), policy=policy)
     assert list(an["rule"]) == [rule]
     assert an["severity"].iloc[0] == "critical" and an["value"].iloc[0] == crit
     # one sample over the critical line inside a warning stretch does not escalate
     v = np.r_[np.full(8, warn), [crit], np.full(8, warn)]
-    an = detect_anomalies(series(metric, v, every="30s"))
+    an = detect_anomalies(series(metric, v, every="30s"), policy=policy)
     assert list(an["severity"]) == ["warning"]
+
+
+def test_gpu_memory_capacity_default_is_a_long_stretch_near_full_and_never_pages():
+    full = series("gpu_memory_used_ratio", np.r_[np.full(20, 0.5), np.full(40, 0.985)], every="30s", device="0")
+    an = detect_anomalies(full)
+    # 20 min at 98.5 %: a warning from the moment it had lasted 10 min, never critical
+    assert list(an["rule"]) == ["gpu_memory_capacity_high"] and list(an["severity"]) == ["warning"]
+    assert an["first_ts"].iloc[0] - full["ts"].iloc[20] == pd.Timedelta("10min")
+    # what healthy runs do all the time: minutes at 99 % after a step up, then back down
+    brief = series("gpu_memory_used_ratio", np.r_[np.full(10, 0.4), np.full(18, 0.99), np.full(10, 0.6)],
+                   every="30s", device="0")
+    assert detect_anomalies(brief).empty
+    # switched off, or critical only
+    off = dataclasses.replace(MonitoringPolicy(), gpu_memory=GpuMemoryPolicy(used_ratio_warning=None))
+    assert detect_anomalies(full, policy=off).empty
+    crit = dataclasses.replace(MonitoringPolicy(), gpu_memory=GpuMemoryPolicy(
+        used_ratio_warning=None, used_ratio_critical=0.98, used_ratio_window_minutes=1.0))
+    assert list(detect_anomalies(full, policy=crit)["severity"]) == ["critical"]
 
 
 def test_cpu_high():

@@ -115,11 +115,15 @@ def test_throughput_against_job_baseline_and_configured():
     # 85 % of its own baseline is fine
     sps = np.r_[np.full(3, 20.0), noisy(100.0, 30, 0.01), np.full(6, 85.0)]
     assert detect_anomalies(series("samples_per_second", sps)).empty
-    # too short for a baseline of its own: the configured 50 applies (0.8 x 50 = 40)
-    assert "throughput_degraded" in rules_fired(detect_anomalies(series("samples_per_second", [30.0])))
-    assert detect_anomalies(series("samples_per_second", [45.0])).empty
-    off = dataclasses.replace(MonitoringPolicy(), throughput=ThroughputPolicy(baseline_samples_per_second=10))
-    assert detect_anomalies(series("samples_per_second", [30.0]), policy=off).empty
+    # too short for a baseline of its own (a trainer_state's one run-average sample) and no
+    # configured baseline by default: not judged
+    assert detect_anomalies(series("samples_per_second", [30.0])).empty
+    # the spec's configured 50 applies once set (0.8 x 50 = 40)
+    spec = dataclasses.replace(MonitoringPolicy(), throughput=ThroughputPolicy(baseline_samples_per_second=50))
+    assert "throughput_degraded" in rules_fired(detect_anomalies(series("samples_per_second", [30.0]), policy=spec))
+    assert detect_anomalies(series("samples_per_second", [45.0]), policy=spec).empty
+    low = dataclasses.replace(MonitoringPolicy(), throughput=ThroughputPolicy(baseline_samples_per_second=10))
+    assert detect_anomalies(series("samples_per_second", [30.0]), policy=low).empty
 
 
 def test_one_slow_step_is_not_degradation():
