@@ -137,7 +137,10 @@ class DomainAccuracyPolicy:
 @dataclass(frozen=True)
 class ConvergencePolicy:
     max_expected_epochs: float = 5.0
-    plateau_tolerance: float = 0.02  # converged = within 2 % of the fitted plateau
+    # Converged = within 10 % of the whole decrease from the start to the fitted plateau. At 2 % or
+    # 5 % the projection called three healthy real runs (W&B 7ksbvmui and 8kelgntz, the Jaong CPT
+    # trainer_state: none flagged) and two healthy demo jobs slow; at 10 % none of them.
+    plateau_tolerance: float = 0.10
     min_epochs_observed: float = 0.5  # a projection from less is noise
 
 
