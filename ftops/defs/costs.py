@@ -11,8 +11,9 @@ from ftops.costs.progress import progress_from_metrics
 from ftops.costs.summary import job_cost_summary
 from ftops.costs.usage import job_hours
 from ftops.defs.automation import after_upstream_updates
+from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.resources import PolicyResource
-from ftops.schemas import BILLING_LINE_ITEMS, JOBS, SchemaError, Table, validate
+from ftops.schemas import BILLING_LINE_ITEMS, JOBS
 
 
 
@@ -26,26 +27,12 @@ def _as_of(config: AsOfConfig) -> pd.Timestamp:
     return pd.Timestamp(config.as_of, tz="UTC") if config.as_of else pd.Timestamp.now(tz="UTC")
 
 
-def _table(df: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """An upstream table as its contract (an empty load has no columns)."""
-    return table.empty() if df.empty else validate(df, table)
-
-
-def _contract(df: pd.DataFrame, table: Table, asset: str) -> dg.AssetCheckResult:
-    try:
-        validate(df, table)
-    except SchemaError as exc:
-        return dg.AssetCheckResult(asset_key=asset, check_name="contract_valid", passed=False,
-                                   metadata={"error": str(exc)})
-    return dg.AssetCheckResult(asset_key=asset, check_name="contract_valid", passed=True)
-
-
 @dg.asset(
     group_name="costs",
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
     check_specs=[
-        dg.AssetCheckSpec("contract_valid", asset="job_costs"),
+        contract_spec("job_costs"),
         dg.AssetCheckSpec("bills_fully_counted", asset="job_costs",
                           description="Every billed USD is in job_costs: attributed or unattributed, never dropped."),
     ],
@@ -55,8 +42,8 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
     """Bills attributed to jobs by tag or resource id; GPU-hours not billed yet estimated at catalogue
     price (marked estimated, replaced when the bill arrives); unmatched costs kept as unattributed."""
     now = _as_of(config)
-    bills = _table(billing_line_items, BILLING_LINE_ITEMS)
-    jobs = _table(job_registry, JOBS)
+    bills = as_contract(billing_line_items, BILLING_LINE_ITEMS)
+    jobs = as_contract(job_registry, JOBS)
     costs = attribute_costs(bills, jobs, job_hours(jobs, now), policy.load().prices, now)
     summary = job_cost_summary(costs, jobs, now=now)
     estimated = costs["estimated"].astype(bool)
@@ -69,7 +56,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
         "unattributed_usd": round(float(costs.loc[unattributed, "cost_usd"].sum()), 2),
         "top_jobs": dg.MetadataValue.md(top.to_markdown(index=False) if not top.empty else "none"),
     })
-    yield _contract(costs, JOB_COSTS, "job_costs")
+    yield contract_check(costs, JOB_COSTS, "job_costs")
     billed_in = round(float(bills["billed_cost"].sum()), 6)
     billed_out = round(float(costs.loc[~estimated, "cost_usd"].sum()), 6)
     yield dg.AssetCheckResult(check_name="bills_fully_counted", passed=abs(billed_in - billed_out) < 1e-4,
@@ -80,17 +67,17 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
     group_name="costs",
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
-    check_specs=[dg.AssetCheckSpec("contract_valid", asset="budget_status")],
+    check_specs=[contract_spec("budget_status")],
 )
 def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_costs: pd.DataFrame,
                   job_registry: pd.DataFrame, run_health: pd.DataFrame, policy: PolicyResource) -> Iterator:
     """Per budget category and period: limit, spend (billed + estimated), usage %, remaining, burn
     rate, forecast at period end and for the next 24 h, thresholds and ladder levels crossed."""
     now = _as_of(config)
-    jobs = _table(job_registry, JOBS)
+    jobs = as_contract(job_registry, JOBS)
     progress = (progress_from_metrics(run_health.rename(columns={"max_step": "step"})[["job_id", "step"]])
                 if not run_health.empty else None)
-    status = compute_budget_status(_table(job_costs, JOB_COSTS), jobs, policy.load().budgets, now, progress)
+    status = compute_budget_status(as_contract(job_costs, JOB_COSTS), jobs, policy.load().budgets, now, progress)
     shown = status[["budget_category", "limit_usd", "spend_usd", "usage_pct", "forecast_period_end_usd",
                     "thresholds_crossed", "ladder_levels_reached", "mode"]]
     yield dg.Output(status, metadata={
@@ -98,7 +85,7 @@ def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_cos
         "over_90_pct": int((status["usage_pct"] >= 90).sum()),
         "status": dg.MetadataValue.md(shown.to_markdown(index=False) if not shown.empty else "none"),
     })
-    yield _contract(status, BUDGET_STATUS, "budget_status")
+    yield contract_check(status, BUDGET_STATUS, "budget_status")
 
 
 COST_ASSETS = [job_costs, budget_status]

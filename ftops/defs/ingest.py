@@ -6,12 +6,12 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from ftops.defs.checks import contract_check, contract_spec
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import InboxResource
-from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, SchemaError, Table, validate
+from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table, validate
 from ftops.staging import StagedFile
 
-CONTRACT = "contract_valid"
 BALANCE = "row_accounting_balances"
 NO_DUPLICATES = "no_duplicate_rows"
 NO_DUPLICATE_LINE_ITEMS = "no_duplicate_line_items"
@@ -19,21 +19,13 @@ NO_DUPLICATE_LINE_ITEMS = "no_duplicate_line_items"
 
 def _checks(asset: str, duplicates_check: str = NO_DUPLICATES) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(CONTRACT, asset=asset, description="The table satisfies its contract in schemas.py."),
+        contract_spec(asset),
         dg.AssetCheckSpec(
             BALANCE, asset=asset,
             description="Every file: rows in = accepted + rejected; the table: rows read = written + duplicates.",
         ),
         dg.AssetCheckSpec(duplicates_check, asset=asset, description="The table's key is unique."),
     ]
-
-
-def _contract_check(df: pd.DataFrame, table: Table) -> dg.AssetCheckResult:
-    try:
-        validate(df, table)
-    except SchemaError as exc:
-        return dg.AssetCheckResult(check_name=CONTRACT, passed=False, metadata={"error": str(exc)})
-    return dg.AssetCheckResult(check_name=CONTRACT, passed=True, metadata={"columns": len(table.columns)})
 
 
 def _balance_check(files: list[StagedFile], rows_read: int, rows_written: int, duplicates: int
@@ -92,7 +84,7 @@ def job_registry(context: dg.AssetExecutionContext, inbox: InboxResource) -> Ite
         },
     )
     staging.mark_ingested(files)  # after the Output: the IO manager has stored the table by now
-    yield _contract_check(df, JOBS)
+    yield contract_check(df, JOBS)
     yield _balance_check(files, rows_read, len(df), rows_read - len(df))
     yield _duplicates_check(df, JOBS)
 
@@ -135,7 +127,7 @@ def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> I
         },
     )
     inbox.staging().mark_ingested(covered)  # after the Output: the partition files are stored
-    yield _contract_check(df, METRIC_SAMPLES)
+    yield contract_check(df, METRIC_SAMPLES)
     yield _balance_check(files, rows_read, len(df), rows_read - len(df))
     yield _duplicates_check(df, METRIC_SAMPLES)
 
@@ -162,7 +154,7 @@ def billing_line_items(context: dg.AssetExecutionContext, inbox: InboxResource) 
         },
     )
     inbox.staging().mark_ingested(covered)  # after the Output: the partition files are stored
-    yield _contract_check(df, BILLING_LINE_ITEMS)
+    yield contract_check(df, BILLING_LINE_ITEMS)
     yield _balance_check(files, rows_read, len(df), rows_read - len(df))
     yield _duplicates_check(df, BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS)
 

@@ -7,31 +7,18 @@ import pandas as pd
 
 from ftops.actions.delivery import ALERT_DELIVERIES, deliver
 from ftops.defs.automation import after_upstream_updates
+from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.monitoring.alerts import ALERTS, update_alerts
 from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies
 from ftops.monitoring.health import RUN_HEALTH, run_health as rollup_run_health
-from ftops.schemas import SchemaError, Table, validate
 
 # Rules look back over windows (trends, rolling medians): the previous day is read as context so
 # that a detection does not start afresh at midnight; only detections starting in the partition
 # belong to it.
 _WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1)
-
-
-def _contract(df: pd.DataFrame, table: Table, asset: str) -> dg.AssetCheckResult:
-    try:
-        validate(df, table)
-    except SchemaError as exc:
-        return dg.AssetCheckResult(asset_key=asset, check_name="contract_valid", passed=False,
-                                   metadata={"error": str(exc)})
-    return dg.AssetCheckResult(asset_key=asset, check_name="contract_valid", passed=True)
-
-
-def _contract_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec("contract_valid", asset=asset, description="The table satisfies its contract.")
 
 
 def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
@@ -48,13 +35,13 @@ def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
     metadata={"partition_column": "window_start"},
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
-    check_specs=[_contract_spec("run_health")],
+    check_specs=[contract_spec("run_health")],
 )
 def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame) -> Iterator:
     """Per job, metric and hour: samples, NaN/Inf count, mean, min, max, last value and last step."""
     health = rollup_run_health(metric_samples) if not metric_samples.empty else RUN_HEALTH.empty()
     yield dg.Output(health, metadata={"rows": len(health), "jobs": int(health["job_id"].nunique())})
-    yield _contract(health, RUN_HEALTH, "run_health")
+    yield contract_check(health, RUN_HEALTH, "run_health")
 
 
 @dg.asset(
@@ -65,7 +52,7 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame) 
     kinds={"pandas", "parquet"},
     ins={"metric_samples": dg.AssetIn(partition_mapping=_WITH_PREVIOUS_DAY)},
     automation_condition=after_upstream_updates(ignore=("job_registry",)),
-    check_specs=[_contract_spec("anomalies")],
+    check_specs=[contract_spec("anomalies")],
 )
 def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, job_registry: pd.DataFrame,
               policy: PolicyResource) -> Iterator:
@@ -82,7 +69,7 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
         "by_rule_and_severity": _counts_md(found, ["rule", "severity"]),
         "worst_jobs": dg.MetadataValue.json({str(k): int(v) for k, v in worst.items()}),
     })
-    yield _contract(found, ANOMALIES, "anomalies")
+    yield contract_check(found, ANOMALIES, "anomalies")
 
 
 @dg.asset(
@@ -90,7 +77,7 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
     check_specs=[
-        _contract_spec("alerts"),
+        contract_spec("alerts"),
         dg.AssetCheckSpec("alert_ids_unique", asset="alerts", description="One row per alert id."),
     ],
 )
@@ -99,7 +86,7 @@ def alerts(context: dg.AssetExecutionContext, anomalies: pd.DataFrame, policy: P
     """Alerts with a lifecycle (firing -> resolved), one per incident, stable across re-runs."""
     previous = warehouse.read("alerts")
     monitoring = policy.load().monitoring
-    found = anomalies if not anomalies.empty else ANOMALIES.empty()
+    found = as_contract(anomalies, ANOMALIES)
     table = update_alerts(previous, found, pd.Timestamp.now(tz="UTC"),
                           resolve_after=pd.Timedelta(minutes=monitoring.merge_gap_minutes))
     firing = table[table["state"] == "firing"]
@@ -108,7 +95,7 @@ def alerts(context: dg.AssetExecutionContext, anomalies: pd.DataFrame, policy: P
         "firing": len(firing),
         "firing_by_rule_and_severity": _counts_md(firing, ["rule", "severity"]),
     })
-    yield _contract(table, ALERTS, "alerts")
+    yield contract_check(table, ALERTS, "alerts")
     duplicates = int(table["alert_id"].duplicated().sum())
     yield dg.AssetCheckResult(check_name="alert_ids_unique", passed=duplicates == 0,
                               metadata={"duplicate_ids": duplicates})
@@ -119,7 +106,7 @@ def alerts(context: dg.AssetExecutionContext, anomalies: pd.DataFrame, policy: P
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
     check_specs=[
-        _contract_spec("alert_deliveries"),
+        contract_spec("alert_deliveries"),
         dg.AssetCheckSpec("nothing_pending", asset="alert_deliveries", blocking=False,
                           description="Every alert transition reached every notifier its route names."),
     ],
@@ -129,12 +116,12 @@ def alert_deliveries(context: dg.AssetExecutionContext, alerts: pd.DataFrame, po
     """Which alert transitions (firing, resolved) reached which notifier; a notifier that is down keeps
     its alerts pending, and they are retried on the next run."""
     previous = warehouse.read("alert_deliveries")
-    table, report = deliver(alerts if not alerts.empty else ALERTS.empty(), previous, policy.load().routes,
+    table, report = deliver(as_contract(alerts, ALERTS), previous, policy.load().routes,
                             notifiers.build(context.log), pd.Timestamp.now(tz="UTC"))
     if not report.ok:
         context.log.warning(report.summary())
     yield dg.Output(table, metadata=report.as_metadata())
-    yield _contract(table, ALERT_DELIVERIES, "alert_deliveries")
+    yield contract_check(table, ALERT_DELIVERIES, "alert_deliveries")
     pending = int((table["status"] == "pending").sum()) if not table.empty else 0
     yield dg.AssetCheckResult(check_name="nothing_pending", passed=pending == 0,
                               severity=dg.AssetCheckSeverity.WARN,

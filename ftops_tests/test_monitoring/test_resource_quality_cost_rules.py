@@ -9,7 +9,7 @@ import pytest
 from ftops.monitoring import detect_anomalies
 from ftops.policy import GpuMemoryPolicy, MonitoringPolicy
 
-from .helpers import noisy, rules_fired, series
+from .helpers import rules_fired, series
 
 
 def _util(values, every="30s", device="0"):

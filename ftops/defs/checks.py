@@ -1,0 +1,27 @@
+"""Asset checks and boundary helpers shared by the asset modules."""
+
+import dagster as dg
+import pandas as pd
+
+from ftops.schemas import SchemaError, Table, validate
+
+CONTRACT = "contract_valid"
+
+
+def contract_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(CONTRACT, asset=asset, description="The table satisfies its contract in schemas.py.")
+
+
+def contract_check(df: pd.DataFrame, table: Table, asset: str | None = None) -> dg.AssetCheckResult:
+    """`contract_valid` for a table an asset is about to store (or has stored)."""
+    try:
+        validate(df, table)
+    except SchemaError as exc:
+        return dg.AssetCheckResult(asset_key=asset, check_name=CONTRACT, passed=False, metadata={"error": str(exc)})
+    return dg.AssetCheckResult(asset_key=asset, check_name=CONTRACT, passed=True,
+                               metadata={"columns": len(table.columns)})
+
+
+def as_contract(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """An upstream table as its contract (a load of no partitions has no columns at all)."""
+    return table.empty() if df.empty else validate(df, table)
