@@ -23,6 +23,9 @@ def _owned_by_demo(folder: Path) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from ftops.defs.io_manager import read_table
     from ftops.defs.runner import materialize_graph, open_instance
     from ftops.definitions import Settings, build_definitions, settings_from_env
     from ftops.demo_fleet import MIN_JOBS, write_demo_inbox
@@ -89,13 +92,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lines = sum(m.accepted for m in staging.current("billing"))
     rejected = sum(m.rejected for kind in ("jobs", "metrics", "billing") for m in staging.current(kind))
     runs = ", ".join(r.dagster_run.run_id[:8] for r in results)
+    alerts = read_table(settings.warehouse, dg.AssetKey("alerts"))
+    serious = alerts[alerts["severity"].isin(["warning", "critical"])] if alerts is not None else alerts
+    status = read_table(settings.warehouse, dg.AssetKey("budget_status"))
+    over = status[status["usage_pct"] >= 90] if status is not None else status
     print(
         f"      jobs: {len(jobs)} ({', '.join(f'{k} {v}' for k, v in jobs['status'].value_counts().items())})\n"
         f"      metric samples: {samples:,}   billing lines: {lines:,}   rejected rows: {rejected:,}\n"
         f"      injected faults: {len(manifest.faults)} (see {inbox / 'demo_manifest.json'})\n"
+        f"      alerts at warning or above: {len(serious)} on {serious['job_id'].nunique()} jobs; "
+        f"budgets at 90 % or more: {', '.join(f'{r.budget_category} {r.usage_pct:.0f} %' for r in over.itertuples()) or 'none'}\n"
         f"      Dagster runs: {runs}   total {time.perf_counter() - started:.0f} s\n"
-        f"Next: run `dagster dev` in this folder and open http://127.0.0.1:3000 (Assets -> ingest group);\n"
-        f"      the tables are Parquet files under {warehouse}/.",
+        f"Next: run `dagster dev` in this folder and open http://127.0.0.1:3000 (asset groups ingest, monitoring,\n"
+        f"      costs, operations; budget_sensor acts on the over-budget category in dry run), `ftops budget`,\n"
+        f"      `ftops check-run PATH`. The tables are Parquet files under {warehouse}/.",
         flush=True,
     )
     return 0
