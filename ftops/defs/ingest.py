@@ -1,6 +1,5 @@
 """Ingest assets: inbox files -> job_registry, metric_samples, billing_line_items, rejected_records."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """`inbox_sensor`: new inbox files become ingest runs, keyed by file identity."""
 
-
 import hashlib
 import json
 
