@@ -6,9 +6,10 @@ anomalies), and for an unpartitioned asset fed by daily partitions it waits unti
 since the partitions' start exists, which never happens. `after_upstream_updates` runs a target
 (each affected partition) once its inputs were updated, when nothing upstream is still running.
 
-The trigger is remembered until the target is next *requested* (not merely materialised): a bill
-that lands while job_costs is running is picked up by the next tick instead of being lost in the
-race between the update and the end of that run.
+The trigger is remembered until the target is next requested. Dagster's `since` lets a reset win
+over a trigger seen on the same tick, and `newly_requested` is true on the tick *after* a request:
+an input updated just after a request (a bill landing while job_costs runs) would be lost. The
+second clause keeps exactly that case until a later request.
 """
 
 import os
@@ -25,8 +26,10 @@ def after_upstream_updates(ignore: tuple[str, ...] = ()) -> dg.AutomationConditi
     updated = dg.AutomationCondition.any_deps_updated()
     if ignore:
         updated = updated.ignore(dg.AssetSelection.assets(*ignore))
+    requested = dg.AutomationCondition.newly_requested()
+    updated_after_request = (updated & requested).since(requested & ~updated)
     return (
-        updated.since(dg.AutomationCondition.newly_requested())
+        (updated.since(requested) | updated_after_request)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label("after upstream updates" + (f" (not {', '.join(ignore)})" if ignore else ""))

@@ -48,3 +48,24 @@ def test_downstream_assets_follow_ingest_partition_by_partition(tmp_path):
         defs.resolve_job_def("billing_ingest").execute_in_process(instance=instance, tags=days)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
         assert result.get_num_requested(dg.AssetKey("job_costs")) == 1
+
+
+def test_an_input_updated_right_after_a_request_is_not_lost(tmp_path):
+    """A bill that lands while job_costs runs: seen on the tick after the request, it must still
+    trigger job_costs (Dagster's `since` would otherwise let the reset win)."""
+    inbox = tmp_path / "inbox"
+    write_jobs(inbox)
+    defs = build_definitions(Settings(str(inbox), str(tmp_path / "wh"), None))
+    days = {RANGE_START: "2026-11-20", RANGE_END: "2026-11-21"}
+    with dg.instance_for_test() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        defs.resolve_job_def("job_registry_ingest").execute_in_process(instance=instance)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_num_requested(dg.AssetKey("job_costs")) == 1  # its run starts now...
+        write_bill(inbox)  # ...and the bill lands before the next tick
+        defs.resolve_job_def("billing_ingest").execute_in_process(instance=instance, tags=days)
+        requested = 0
+        for _ in range(2):
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+            requested += result.get_num_requested(dg.AssetKey("job_costs"))
+        assert requested == 1
