@@ -118,8 +118,11 @@ def enforce_budget(context: dg.OpExecutionContext, config: EnforcementConfig, le
                    warehouse: WarehouseResource) -> None:
     store = ledger.store()
     actions = [_action_from_config(a, config) for a in config.planned_actions]
-    # actions an earlier run planned and did not finish (killed between planned and applied)
-    orphans = [a for a in store.pending(config.budget_category) if a.action_id not in {x.action_id for x in actions}]
+    # enforce-mode actions an earlier run planned and did not finish (killed between planned and
+    # applied); a dry run must not re-record them as dry runs
+    planned_here = {a.action_id for a in actions}
+    orphans = ([a for a in store.pending(config.budget_category) if a.action_id not in planned_here]
+               if config.mode == "enforce" else [])
     results = execute_actions(actions + orphans, store, actuator.build(), config.mode)
     for r in results:
         context.log.info(f"{r['action']} on {r['job_id']}: {r['status']} ({r['detail']})")
