@@ -68,3 +68,19 @@ class DagsterDev:
             time.sleep(interval_s)
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; runs: "
                              f"{[(r['jobName'], r['status']) for r in self.runs()]}")
+
+
+def rendered_dom(url: str, tmp_path: Path, budget_ms: int = 20000) -> str:
+    """The page as a real browser renders it (headless Chromium runs the UI's JavaScript)."""
+    from ftops_tests.services import require_binary
+
+    chromium = require_binary("chromium", "a real browser opens the Dagster UI")
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--virtual-time-budget={budget_ms}",
+         "--dump-dom", url],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout

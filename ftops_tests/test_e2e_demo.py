@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ftops.defs.jobs import GRAPH_STEPS
-from ftops_tests.dagster_dev import BIN, DagsterDev, project_folder
+from ftops_tests.dagster_dev import BIN, DagsterDev, project_folder, rendered_dom
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,11 @@ def test_demo_then_dagster_dev_shows_the_demo_runs(project):
         groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
         assert groups["metric_samples"] == "ingest" and groups["alerts"] == "monitoring"
         assert groups["budget_status"] == "costs" and groups["action_ledger"] == "operations"
+
+        # A real browser shows the asset catalogue with every group's assets.
+        dom = rendered_dom(f"http://127.0.0.1:{dev.port}/assets", folder)
+        for asset in ("metric_samples", "billing_line_items", "alerts", "budget_status", "action_ledger"):
+            assert asset in dom, f"{asset} not rendered in the Dagster UI's asset catalogue"
 
         # The demo's over-budget category: budget_sensor launches enforcement (dry run) by itself.
         enforcement = dev.wait_for(
