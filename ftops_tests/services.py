@@ -84,6 +84,28 @@ def _log_tail(log: Path, n: int = 20) -> str:
         return "(no log)"
 
 
+def _start_until_ready(name: str, root: Path, port: int, ready_timeout_s: float,
+                       argv: list[str]) -> tuple[str, subprocess.Popen]:
+    """Start a Prometheus-family server in its own session, logging to `root/<name>.log`, and
+    return (base URL, process) once `/-/ready` answers 200; stop it and raise with the log if not."""
+    log = root / f"{name}.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{_log_tail(log)}")
+        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+    try:
+        wait_for(ready, timeout_s=ready_timeout_s, what=f"{name} at {url}/-/ready")
+    except BaseException as exc:
+        stop_process_group(proc)
+        raise RuntimeError(f"{name} did not become ready ({exc}); log tail:\n{_log_tail(log)}") from exc
+    return url, proc
+
+
 def start_prometheus(
     tmp_path: Path, scrape_targets: Sequence[str], *, scrape_interval_s: float = 1.0, ready_timeout_s: float = 60.0
 ) -> tuple[str, subprocess.Popen]:
@@ -108,32 +130,10 @@ def start_prometheus(
         f"    scrape_interval: {interval}\n"
         f"    static_configs:\n      - targets: [{targets}]\n"
     )
-    log = root / "prometheus.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited with code {proc.returncode}:\n{_log_tail(log)}")
-        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
-
-    try:
-        wait_for(ready, timeout_s=ready_timeout_s, what=f"prometheus at {url}/-/ready")
-    except BaseException as exc:
-        stop_process_group(proc)
-        raise RuntimeError(f"prometheus did not become ready ({exc}); log tail:\n{_log_tail(log)}") from exc
-    return url, proc
+    return _start_until_ready("prometheus", root, port, ready_timeout_s, [
+        binary, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ])
 
 
 def start_alertmanager(tmp_path: Path, *, ready_timeout_s: float = 60.0) -> tuple[str, subprocess.Popen]:
@@ -150,33 +150,10 @@ def start_alertmanager(tmp_path: Path, *, ready_timeout_s: float = 60.0) -> tupl
     root.mkdir(parents=True, exist_ok=True)
     config = root / "alertmanager.yml"
     config.write_text('route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n')
-    log = root / "alertmanager.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.path={root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"alertmanager exited with code {proc.returncode}:\n{_log_tail(log)}")
-        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
-
-    try:
-        wait_for(ready, timeout_s=ready_timeout_s, what=f"alertmanager at {url}/-/ready")
-    except BaseException as exc:
-        stop_process_group(proc)
-        raise RuntimeError(f"alertmanager did not become ready ({exc}); log tail:\n{_log_tail(log)}") from exc
-    return url, proc
+    return _start_until_ready("alertmanager", root, port, ready_timeout_s, [
+        binary, f"--config.file={config}", f"--storage.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+    ])
 
 
 @dataclass
