@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ftops.schemas import utc_timestamp
 import yaml
 
 MS_PER_S = 1000
@@ -239,8 +240,7 @@ class _Job:
 def _default_end(end: pd.Timestamp | None) -> pd.Timestamp:
     if end is None:
         return pd.Timestamp.now(tz="UTC").floor("h")
-    end = pd.Timestamp(end)
-    return end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    return utc_timestamp(end)
 
 
 def _job_rng(seed: int, index: int, stream: int) -> np.random.Generator:

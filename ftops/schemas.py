@@ -166,6 +166,12 @@ REJECTED_RECORDS = Table(
 TABLES = {t.name: t for t in (METRIC_SAMPLES, JOBS, BILLING_LINE_ITEMS, REJECTED_RECORDS)}
 
 
+def utc_timestamp(value) -> pd.Timestamp:
+    """One timestamp (string, datetime or Timestamp) as tz-aware UTC; a naive one is taken as UTC."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def to_utc(values: pd.Series) -> pd.Series:
     """Parse timestamps (strings, epoch seconds or datetimes) to tz-aware UTC; unparseable -> NaT."""
     if pd.api.types.is_datetime64_any_dtype(values):

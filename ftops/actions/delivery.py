@@ -23,7 +23,7 @@ import pandas as pd
 from ftops.actions.notifiers import AlertMessage, Notifier, NotifierError
 from ftops.monitoring.alerts import ALERTS
 from ftops.policy import Route
-from ftops.schemas import Column, Table, validate
+from ftops.schemas import Column, Table, utc_timestamp, validate
 
 DELIVERY_STATUSES = ("delivered", "pending", "superseded")
 
@@ -90,11 +90,6 @@ def route(alert_row: Mapping[str, Any] | pd.Series | AlertMessage, routes: Seque
     return tuple(names)
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 def _needs_send(current: dict[str, Any] | None, other: dict[str, Any] | None) -> bool:
     if current is None or current["status"] != "delivered":
         return True
@@ -111,7 +106,7 @@ def deliver(alerts: pd.DataFrame, deliveries: pd.DataFrame | None, routes: Seque
     (ALERT_DELIVERIES; None or empty the first time). A notifier named by a route but absent from
     `notifiers` is an error like a failed send: its alerts stay pending until it is configured.
     """
-    now = _utc(now)
+    now = utc_timestamp(now)
     alerts = validate(alerts, ALERTS) if alerts is not None and len(alerts) else ALERTS.empty()
     previous = (validate(deliveries, ALERT_DELIVERIES) if deliveries is not None and len(deliveries)
                 else ALERT_DELIVERIES.empty())

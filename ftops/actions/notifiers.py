@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
+from ftops.schemas import utc_timestamp
 
 
 class NotifierError(RuntimeError):
@@ -151,9 +152,7 @@ def _opt_str(x: Any) -> str | None:
 
 
 def _ts(x: Any) -> datetime:
-    t = pd.Timestamp(x)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return t.to_pydatetime().astimezone(timezone.utc)
+    return utc_timestamp(x).to_pydatetime().astimezone(timezone.utc)
 
 
 def _opt_ts(x: Any) -> datetime | None:

@@ -22,7 +22,7 @@ from ftops.costs.periods import period_window
 from ftops.costs.progress import progress_fraction
 from ftops.costs.usage import TERMINAL_STATUSES
 from ftops.policy import BudgetPolicy, LadderPolicy
-from ftops.schemas import Column, Table, validate
+from ftops.schemas import Column, Table, utc_timestamp, validate
 
 HOUR = pd.Timedelta(hours=1)
 BURN_WINDOW = pd.Timedelta(hours=24)
@@ -56,11 +56,6 @@ BUDGET_STATUS = Table(
     ),
     key=("budget_category", "period_key"),
 )
-
-
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _usage_pct(spend: float, limit: float | None) -> float | None:
@@ -145,7 +140,7 @@ def budget_status(
 
     job_cost_rows: `job_costs`; progress: optional job_id, steps_done for the forecast.
     """
-    now = _utc(now)
+    now = utc_timestamp(now)
     costs = job_cost_rows
     fleet = _Fleet(jobs, costs, progress)
     category = costs["budget_category"].astype("string")

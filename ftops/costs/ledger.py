@@ -14,7 +14,7 @@ from typing import Iterable
 import pandas as pd
 
 from ftops.costs.ladder import PlannedAction
-from ftops.schemas import Column, Table, validate
+from ftops.schemas import Column, Table, utc_timestamp, validate
 
 TRIGGERS = ("budget", "recovery", "manual")
 MODES = ("off", "dry_run", "enforce")
@@ -42,8 +42,7 @@ ACTION_LEDGER = Table(
 def _now(ts: pd.Timestamp | None) -> pd.Timestamp:
     if ts is None:
         return pd.Timestamp.now(tz="UTC")
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return utc_timestamp(ts)
 
 
 def ledger_rows(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ftops.policy import BudgetPeriod
+from ftops.schemas import utc_timestamp
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,7 @@ class PeriodWindow:
 
 def period_window(now: pd.Timestamp, period: BudgetPeriod = "month") -> PeriodWindow:
     """The period of kind `period` containing `now` (UTC; weeks start on Monday, as ISO weeks do)."""
-    now = pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    now = utc_timestamp(now)
     day = now.normalize()
     if period == "month":
         start = day.replace(day=1)

@@ -11,6 +11,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ftops.schemas import utc_timestamp
+
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled", "preempted")
 
 USAGE_COLUMNS = (
@@ -19,18 +21,13 @@ USAGE_COLUMNS = (
 )
 
 
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def running_intervals(jobs: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     """job_id, started_at, run_end for every job that has run (run_end = ended_at, or now while running).
 
     A job in a terminal status without ended_at is left out: when it stopped is unknown, and
     costing it up to `now` would invent hours; its bills still count when they arrive.
     """
-    now = _utc(now)
+    now = utc_timestamp(now)
     status = jobs["status"].astype("string")
     started = jobs["started_at"]
     ended = jobs["ended_at"]

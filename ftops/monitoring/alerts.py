@@ -18,7 +18,7 @@ import pandas as pd
 
 from ftops.monitoring.catalog import RULES
 from ftops.monitoring.hits import SEVERITIES
-from ftops.schemas import Column, Table, validate
+from ftops.schemas import Column, Table, utc_timestamp, validate
 
 ALERTS = Table(
     "alerts",
@@ -87,8 +87,7 @@ def update_alerts(previous_alerts: pd.DataFrame | None, anomalies: pd.DataFrame,
     its `last_seen_at` is `resolve_after` old; with `evaluated_jobs`, alerts of other jobs (not in
     this evaluation's scope, e.g. another partition) are left as they are.
     """
-    now = pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    now = utc_timestamp(now)
     prev = validate(previous_alerts, ALERTS) if previous_alerts is not None and len(previous_alerts) else ALERTS.empty()
     prev = _with_key(prev)
     if anomalies is None or anomalies.empty:

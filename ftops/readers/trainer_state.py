@@ -22,7 +22,7 @@ import pandas as pd
 
 from ftops.readers.base import ReadResult, combine, rejected_file, rejected_rows
 from ftops.readers.samples import finish_samples
-from ftops.schemas import METRIC_SAMPLES, METRICS
+from ftops.schemas import METRIC_SAMPLES, METRICS, utc_timestamp
 
 TABLE = "metric_samples"
 
@@ -104,11 +104,6 @@ def unmapped_keys(path: str | Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _as_utc(value: pd.Timestamp | datetime | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def read_trainer_state(
     path: str | Path, job_id: str | None = None, started_at: pd.Timestamp | None = None
 ) -> ReadResult:
@@ -180,7 +175,7 @@ def read_trainer_state(
 
     seconds_per_step = float(runtime / global_step) if pd.notna(runtime) and runtime > 0 and global_step > 0 else 1.0
     if started_at is not None:
-        anchor = _as_utc(started_at)
+        anchor = utc_timestamp(started_at)
     else:
         mtime = pd.Timestamp(datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc))
         anchor = mtime - pd.Timedelta(seconds=float(global_step) * seconds_per_step)
