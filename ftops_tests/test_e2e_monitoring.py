@@ -21,7 +21,8 @@ def fleet(tmp_path_factory):
     config.write_text((root / "inbox" / "demo_policy.yaml").read_text())
     defs = build_definitions(Settings(str(root / "inbox"), str(root / "warehouse"), str(config)))
     with dg.instance_for_test() as instance:
-        results = materialize_graph(defs, instance, manifest.start.isoformat(), manifest.end.isoformat())
+        results = materialize_graph(defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
+                                     as_of=END.isoformat())
         assert all(r.success for r in results)
     alerts = pd.read_parquet(root / "warehouse" / "alerts.parquet")
     return manifest, alerts, root

@@ -37,7 +37,8 @@ def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 def test_materialize_graph_writes_daily_partitions_and_keeps_rejections(tmp_path, inbox):
     defs = _defs(tmp_path, inbox)
     with dg.instance_for_test() as instance:
-        results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z")
+        results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z",
+                                     as_of="2026-11-21T02:00:00Z")
         assert all(r.success for r in results)
         for r in results:
             assert all(_check_results(r).values()), _check_results(r)
@@ -63,12 +64,14 @@ def test_rerun_replaces_partitions_and_copies_never_double_count(tmp_path, inbox
     defs = _defs(tmp_path, inbox)
     warehouse = tmp_path / "warehouse"
     with dg.instance_for_test() as instance:
-        materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z")
+        materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z",
+                                     as_of="2026-11-21T02:00:00Z")
         # The same bill delivered twice, and the metric export rewritten with fewer rows.
         shutil.copy(inbox / "billing" / "focus-2026-11-20.csv", inbox / "billing" / "focus-2026-11-20-copy.csv")
         path = write_metrics(inbox, rows=60, bad_lines=0)
         touch_later(path)
-        results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z")
+        results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z",
+                                     as_of="2026-11-21T02:00:00Z")
         billing_checks = _check_results(results[2])
         assert billing_checks["no_duplicate_line_items"] and billing_checks["row_accounting_balances"]
     day1 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-20.parquet")
@@ -111,7 +114,8 @@ def test_sensor_requests_nothing_for_files_already_in_the_tables(tmp_path, inbox
     defs = _defs(tmp_path, inbox)
     resource = InboxResource(inbox_path=str(inbox), warehouse_path=str(tmp_path / "warehouse"))
     with dg.instance_for_test() as instance:
-        materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z")
+        materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z",
+                                     as_of="2026-11-21T02:00:00Z")
         result = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"inbox": resource}))
         assert not result.run_requests
         write_bill(inbox, name="focus-late.csv", hours=1)

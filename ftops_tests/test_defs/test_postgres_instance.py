@@ -45,7 +45,8 @@ def test_ingest_on_a_postgres_instance_with_the_documented_config(tmp_path, post
     with dg.instance_for_test(overrides=config) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z")
+        results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z",
+                                     as_of="2026-11-21T02:00:00Z")
         run_ids = {r.dagster_run.run_id for r in results}
         stored = {r.run_id for r in instance.get_runs(filters=dg.RunsFilter(run_ids=list(run_ids)))}
         assert stored == run_ids
