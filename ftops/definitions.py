@@ -3,7 +3,8 @@
 Settings come from the environment, with the embedded default when nothing is set:
 FTOPS_INBOX (default `.ftops/inbox`), FTOPS_WAREHOUSE (default `.ftops/warehouse`; any fsspec
 URL such as `s3://bucket/ftops` works), FTOPS_CONFIG (default `ftops.yaml` when it exists, else
-`.ftops/ftops.yaml`, the policy `ftops demo` writes for its fleet).
+`.ftops/ftops.yaml`, the policy `ftops demo` writes for its fleet), FTOPS_PROMETHEUS_URL (a
+Prometheus server to pull GPU series from every 15 minutes; unset: the pull schedule is stopped).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ftops.defs.ingest import INGEST_ASSETS
 from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledger, budget_enforcement, budget_sensor
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
+from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
 from ftops.defs.io_manager import PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
 from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
@@ -26,6 +28,7 @@ from ftops.policy import load_policy
 
 
 DEFAULT_CONFIGS = ("ftops.yaml", ".ftops/ftops.yaml")
+DEFAULT_PROMETHEUS_URL = "http://localhost:9090"  # Prometheus' own default, for a manual run of the pull
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     return dg.Definitions(
         assets=[*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, action_ledger],
-        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement],
+        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, prometheus_pull],
         sensors=[inbox_sensor, automation_sensor, budget_sensor],
+        schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),
             "inbox": InboxResource(
@@ -88,6 +92,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 webhook_secret_env=settings.get("FTOPS_ACTUATOR_WEBHOOK_SECRET_ENV"),
                 kubernetes_namespace=settings.get("FTOPS_KUBERNETES_NAMESPACE", "default"),
             ),
+            "prometheus": PrometheusResource(url=settings.get("FTOPS_PROMETHEUS_URL") or DEFAULT_PROMETHEUS_URL),
             "notifiers": NotifiersResource(
                 webhook_url=settings.get("FTOPS_WEBHOOK_URL"),
                 webhook_secret_env=settings.get("FTOPS_WEBHOOK_SECRET_ENV"),

@@ -2,8 +2,8 @@
 
 Reusable by any test: `free_port()`, `start_prometheus(tmp_path, targets)`, `start_alertmanager(tmp_path)`,
 `stop_process_group(proc)`, and `recording_http_server()` (a local receiver for webhooks).
-A missing binary skips the test on a developer machine but fails it on CI (`CI=true`), where the
-service must be installed and the test must really run.
+A missing binary skips the test on a developer machine but fails it on CI (`CI` set), where the
+service must be installed and the test must really run (`conftest.skip_or_fail`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
-import pytest
 import requests
+
+from ftops_tests.conftest import skip_or_fail
 
 T = TypeVar("T")
 
@@ -35,13 +36,11 @@ def free_port() -> int:
 
 
 def require_binary(name: str, why: str) -> str:
-    """Path of executable `name`; skip the test when it is absent, or fail on CI (CI=true)."""
+    """Path of executable `name`; skip the test when it is absent, or fail on CI."""
     path = shutil.which(name)
     if path is None:
-        message = f"`{name}` is not on PATH ({why}); install it (Debian: apt-get install {name})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}. CI must run this integration test.")
-        pytest.skip(message)
+        skip_or_fail(f"`{name}` is not on PATH ({why}); install it (Debian: apt-get install {name})",
+                     "integration test")
     return path
 
 
@@ -172,6 +171,8 @@ class RecordingServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     status: int = 200
     reply: bytes = b'{"ok": true}'
+    reply_headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After
+    script: list[int] = field(default_factory=list)  # statuses for the next requests, then `status`
 
 
 @contextlib.contextmanager
@@ -186,9 +187,11 @@ def recording_http_server() -> Iterator[RecordingServer]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             state.requests.append(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
-            self.send_response(state.status)
+            self.send_response(state.script.pop(0) if state.script else state.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(state.reply)))
+            for name, value in state.reply_headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(state.reply)
 

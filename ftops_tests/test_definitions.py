@@ -1,4 +1,4 @@
-"""The code location loads and has the asset graph ARCHITECTURE.md describes."""
+"""The code location loads and has the asset graph docs/architecture.md describes."""
 
 import subprocess
 import sys

@@ -18,25 +18,29 @@ Actuators receive their whole configuration as arguments; none reads the environ
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import re
-import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import requests
 
+from ftops.actions.http import (
+    SIGNATURE_HEADER,
+    HttpFailure,
+    attempts_of,
+    retrying_session,
+    send,
+    sign,
+    write_atomic,
+)
 from ftops.costs.ladder import PlannedAction
 
 CONTROL_FORMAT_VERSION = 1
 # The training side keeps at most this many commands; older obeyed ones are of no use to it.
 MAX_COMMANDS_PER_FILE = 20
-SIGNATURE_HEADER = "X-Ftops-Signature"
 _RESERVED = ("ftops_control", "action", "action_id", "job_id", "budget_category", "trigger", "level_pct",
              "period_key", "message", "issued_at")
 # a job id becomes a file name: no separators, no leading dot, nothing a shell or object store mangles
@@ -102,18 +106,8 @@ def _checked_job_id(job_id: str) -> str:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON so a reader sees the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(path, text.encode("utf-8"))
 
 
 class ControlFileActuator:
@@ -163,18 +157,13 @@ class ControlFileActuator:
         return [document] if "action_id" in document else []
 
 
-def signature(secret: str, body: bytes) -> str:
-    """Value of the X-Ftops-Signature header: `sha256=<hex HMAC-SHA256 of the raw body>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 class WebhookActuator:
     """POSTs the command as JSON to a URL that carries it out (a scheduler, an operator, a chat bot).
 
     The receiver must de-duplicate on `Idempotency-Key` (the action_id): after a crash the same
     action may be posted again. With a secret, the body is signed (`X-Ftops-Signature`) so the
-    receiver can refuse forged commands. Connection errors, 429 and 5xx answers are retried with
-    backoff; any other 4xx answer is final.
+    receiver can refuse forged commands. Transient failures are retried as `ftops.actions.http`
+    says (connection errors, timeouts, 408/425/429/5xx); any other 4xx answer is final.
     """
 
     name = "webhook"
@@ -193,32 +182,23 @@ class WebhookActuator:
         self.url = url
         self.secret = secret
         self.timeout_seconds = timeout_seconds
-        self.retries = max(int(retries), 0)
-        self.backoff_seconds = backoff_seconds
-        self.session = session or requests.Session()
+        self.session = session or retrying_session(max(int(retries), 0), backoff_seconds, user_agent="ftops-actuator")
 
     def apply(self, action: PlannedAction) -> str:
         body = json.dumps({"event": "ftops.action", **command_payload(action)}, sort_keys=True,
                           allow_nan=False).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": action.action_id,
-                   "User-Agent": "ftops-actuator"}
+        headers = {"Content-Type": "application/json", "Idempotency-Key": action.action_id}
         if self.secret:
-            headers[SIGNATURE_HEADER] = signature(self.secret, body)
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout_seconds)
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code < 300:
-                return f"webhook answered {response.status_code}"
-            last = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code < 500 and response.status_code != 429:
-                break
-        raise ActuatorError(f"webhook {self.url} failed: {last}")
+            headers[SIGNATURE_HEADER] = sign(body, self.secret)
+        try:
+            response = send(self.session, "POST", self.url, timeout_seconds=self.timeout_seconds, data=body,
+                            headers=headers)
+        except HttpFailure as exc:
+            raise ActuatorError(f"webhook {exc}") from exc
+        if response.status_code >= 300:
+            raise ActuatorError(f"webhook POST {self.url} failed after {attempts_of(response)} attempt(s): "
+                                f"HTTP {response.status_code}: {response.text[:200]}")
+        return f"webhook answered {response.status_code}"
 
 
 def __getattr__(name: str) -> Any:

@@ -2,49 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from typing import Any
 
 import requests
 
+from ftops.actions.http import SIGNATURE_HEADER, HttpFailure, attempts_of, retrying_session, send, sign
 from ftops.actions.notifiers import AlertMessage, NotifierError
 
-SIGNATURE_HEADER = "X-Ftops-Signature"
 TIMESTAMP_HEADER = "X-Ftops-Timestamp"
 
-# worth another try: the receiver is overloaded or restarting; 4xx (bad URL, bad payload) is not
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-
-def sign(body: bytes, secret: str) -> str:
-    """`sha256=<hex HMAC-SHA256 of body>`: what a receiver recomputes and compares with hmac.compare_digest."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def post_json(url: str, body: bytes, *, what: str, headers: dict[str, str] | None = None,
-              timeout_seconds: float = 5.0, max_retries: int = 2, backoff_seconds: float = 0.5) -> None:
-    """POST `body` as JSON; retry transient failures with exponential backoff, else raise NotifierError."""
-    all_headers = {"Content-Type": "application/json", "User-Agent": "ftops"} | (headers or {})
-    attempts = 0
-    problem = ""
-    for attempt in range(max_retries + 1):
-        if attempt:
-            time.sleep(backoff_seconds * 2 ** (attempt - 1))
-        attempts += 1
-        try:
-            response = requests.post(url, data=body, headers=all_headers, timeout=timeout_seconds)
-        except requests.RequestException as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-            continue
-        if response.status_code < 300:
-            return
-        problem = f"HTTP {response.status_code}: {response.text.strip()[:300]}"
-        if response.status_code not in _RETRYABLE_STATUS:
-            break
-    raise NotifierError(f"{what}: POST {url} failed after {attempts} attempt(s): {problem[:500]}")
+def post_json(session: requests.Session, url: str, body: bytes, *, what: str, timeout_seconds: float,
+              headers: dict[str, str] | None = None) -> None:
+    """POST `body` as JSON through a retrying session; anything but a 2xx answer raises NotifierError."""
+    all_headers = {"Content-Type": "application/json"} | (headers or {})
+    try:
+        response = send(session, "POST", url, timeout_seconds=timeout_seconds, data=body, headers=all_headers)
+    except HttpFailure as exc:
+        raise NotifierError(f"{what}: {exc}") from exc
+    if response.status_code >= 300:
+        raise NotifierError(f"{what}: POST {url} failed after {attempts_of(response)} attempt(s): "
+                            f"HTTP {response.status_code}: {response.text.strip()[:300]}")
 
 
 class WebhookNotifier:
@@ -63,9 +43,8 @@ class WebhookNotifier:
         self.url = url
         self.secret = secret
         self.timeout_seconds = timeout_seconds
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
         self.name = name
+        self.session = retrying_session(max_retries, backoff_seconds)
 
     def payload(self, alerts: list[AlertMessage], sent_at: int) -> bytes:
         return json.dumps({"sent_at": sent_at, "alerts": [a.to_json() for a in alerts]},
@@ -79,9 +58,8 @@ class WebhookNotifier:
         headers = {TIMESTAMP_HEADER: str(sent_at)}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(body, self.secret)
-        post_json(self.url, body, what=f"notifier {self.name!r}", headers=headers,
-                  timeout_seconds=self.timeout_seconds, max_retries=self.max_retries,
-                  backoff_seconds=self.backoff_seconds)
+        post_json(self.session, self.url, body, what=f"notifier {self.name!r}",
+                  timeout_seconds=self.timeout_seconds, headers=headers)
 
 
 class AlertmanagerNotifier:
@@ -98,11 +76,10 @@ class AlertmanagerNotifier:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"alertmanager url must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
-        self.timeout_seconds = timeout_seconds
         self.generator_url = generator_url
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
+        self.timeout_seconds = timeout_seconds
         self.name = name
+        self.session = retrying_session(max_retries, backoff_seconds)
 
     def payload(self, alerts: list[AlertMessage]) -> list[dict[str, Any]]:
         return [self._alert(a) for a in alerts]
@@ -130,6 +107,5 @@ class AlertmanagerNotifier:
         if not alerts:
             return
         body = json.dumps(self.payload(alerts)).encode()
-        post_json(f"{self.url}/api/v2/alerts", body, what=f"notifier {self.name!r}",
-                  timeout_seconds=self.timeout_seconds, max_retries=self.max_retries,
-                  backoff_seconds=self.backoff_seconds)
+        post_json(self.session, f"{self.url}/api/v2/alerts", body, what=f"notifier {self.name!r}",
+                  timeout_seconds=self.timeout_seconds)

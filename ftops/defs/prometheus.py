@@ -1,21 +1,25 @@
-"""The Prometheus server as a Dagster resource: `query_range` over HTTP with timeouts and retries.
+"""The Prometheus server as a Dagster resource, and the scheduled pull of its series into the inbox.
 
-Only the I/O lives here; turning a response into `metric_samples` is the pure
-`ftops.readers.prometheus_api.samples_from_query_range`.
+`PrometheusResource.query_range` asks `/api/v1/query_range` (retries and timeouts from
+`ftops.actions.http`); turning an answer into `metric_samples` is the pure
+`ftops.readers.prometheus_api.samples_from_query_range`. The `prometheus_pull` job writes what it
+read as a metric export under `<inbox>/metrics/prometheus/`, so Prometheus data takes the same path
+as every other input (staging, partitions, rejections, de-duplication of overlapping windows).
 """
 
-from __future__ import annotations
-
+import io
 import math
-import time
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
 import requests
-from pydantic import Field, field_validator
+from upath import UPath
 
+from ftops.actions.http import HttpFailure, attempts_of, retrying_session, send, write_atomic
+from ftops.defs.resources import InboxResource
 from ftops.readers.base import ReadResult, combine
 from ftops.readers.prometheus_api import samples_from_query_range
 from ftops.schemas import METRIC_SAMPLES
@@ -45,57 +49,45 @@ def _unix_seconds(value: datetime | pd.Timestamp | str | float | int, name: str)
 class PrometheusResource(dg.ConfigurableResource):
     """A Prometheus server's HTTP API (`/api/v1/query_range`).
 
-    Connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff
-    (`backoff_seconds` × 2^attempt) up to `max_retries` times after the first attempt; then
+    Connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff up to
+    `max_retries` times after the first attempt (`ftops.actions.http`); then
     `PrometheusQueryError` is raised. A 4xx answer carrying Prometheus' error JSON (a bad query)
     is not retried: it comes back as a rejected record, like any other bad input.
     """
 
-    url: str = Field(description="Base URL of the Prometheus server, e.g. http://prometheus:9090")
-    timeout_seconds: float = Field(default=10.0, description="Connect and read timeout of each HTTP request")
-    max_retries: int = Field(default=3, description="Retries after the first attempt on connection errors and 5xx")
-    backoff_seconds: float = Field(default=0.5, description="First wait between attempts; doubles each retry")
-    job_label: str = Field(default="job_id", description="Series label that holds the ftops job id")
-    max_points_per_request: int = Field(
-        default=PROMETHEUS_MAX_POINTS, description="Points per series per request; longer ranges are split"
-    )
+    # Field descriptions are the attribute docstrings (shown in the Dagster UI's resource config).
+    model_config = {**dg.ConfigurableResource.model_config, "use_attribute_docstrings": True}
 
-    @field_validator("url", mode="before")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if isinstance(value, dg.EnvVar):  # resolved later, at run time
-            return value
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
+    url: str
+    """Base URL of the Prometheus server, e.g. http://prometheus:9090"""
+    timeout_seconds: float = 10.0
+    """Connect and read timeout of each HTTP request"""
+    max_retries: int = 3
+    """Retries after the first attempt on connection errors, timeouts, 429 and 5xx"""
+    backoff_seconds: float = 0.5
+    """Backoff factor: waits of 0, 2x, 4x ... this between retries (urllib3 Retry)"""
+    job_label: str = "job_id"
+    """Series label that holds the ftops job id"""
+    max_points_per_request: int = PROMETHEUS_MAX_POINTS
+    """Points per series per request; longer ranges are split"""
 
-    @field_validator("timeout_seconds")
-    @classmethod
-    def _check_timeout(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {value}")
-        return value
-
-    @field_validator("max_retries")
-    @classmethod
-    def _check_retries(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"max_retries must be >= 0, got {value}")
-        return value
-
-    @field_validator("backoff_seconds")
-    @classmethod
-    def _check_backoff(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"backoff_seconds must be >= 0, got {value}")
-        return value
-
-    @field_validator("max_points_per_request")
-    @classmethod
-    def _check_points(cls, value: int) -> int:
-        if not 2 <= value <= PROMETHEUS_MAX_POINTS:
-            raise ValueError(f"max_points_per_request must be in 2..{PROMETHEUS_MAX_POINTS}, got {value}")
-        return value
+    def model_post_init(self, context: object) -> None:
+        super().model_post_init(context)
+        problems = []
+        # a dg.EnvVar is resolved at run time, so only a literal URL can be checked now
+        if not isinstance(self.url, dg.EnvVar) and not self.url.startswith(("http://", "https://")):
+            problems.append(f"url must start with http:// or https://, got {self.url!r}")
+        if not self.timeout_seconds > 0:
+            problems.append(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
+        if self.max_retries < 0:
+            problems.append(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.backoff_seconds < 0:
+            problems.append(f"backoff_seconds must be >= 0, got {self.backoff_seconds}")
+        if not 2 <= self.max_points_per_request <= PROMETHEUS_MAX_POINTS:
+            problems.append(f"max_points_per_request must be in 2..{PROMETHEUS_MAX_POINTS}, "
+                            f"got {self.max_points_per_request}")
+        if problems:
+            raise ValueError("PrometheusResource: " + "; ".join(problems))
 
     @property
     def endpoint(self) -> str:
@@ -144,37 +136,28 @@ class PrometheusResource(dg.ConfigurableResource):
 
     def _get(self, params: dict[str, str]) -> tuple[dict, bool]:
         """One API call with retries -> (JSON payload, whether it is Prometheus' error answer)."""
-        attempts = self.max_retries + 1
-        cause = "no attempt made"
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                response = requests.get(self.endpoint, params=params, timeout=self.timeout_seconds)
-            except requests.Timeout as exc:
-                cause = f"timed out after {self.timeout_seconds} s ({type(exc).__name__})"
-                continue
-            except requests.ConnectionError as exc:
-                cause = f"connection failed: {exc}"
-                continue
-            except requests.RequestException as exc:  # invalid URL and the like: retrying cannot help
-                raise PrometheusQueryError(f"Prometheus query to {self.endpoint} failed: {exc}") from exc
-            payload = _json_or_none(response)
-            if response.status_code == 429 or response.status_code >= 500:
-                detail = payload.get("error") if isinstance(payload, dict) else response.text[:200]
-                cause = f"HTTP {response.status_code}: {detail}"
-                continue
-            if isinstance(payload, dict) and payload.get("status") == "error":
-                return payload, True
-            if response.status_code >= 400 or not isinstance(payload, dict):
-                raise PrometheusQueryError(
-                    f"Prometheus query to {self.endpoint} failed: HTTP {response.status_code}, "
-                    f"not a Prometheus API answer: {response.text[:200]!r}"
-                )
-            return payload, False
-        raise PrometheusQueryError(
-            f"Prometheus query to {self.endpoint} failed after {attempts} attempt(s): {cause}"
-        )
+        session = retrying_session(self.max_retries, self.backoff_seconds)
+        try:
+            response = send(session, "GET", self.endpoint, timeout_seconds=self.timeout_seconds, params=params)
+        except HttpFailure as exc:
+            raise PrometheusQueryError(f"Prometheus query to {exc}") from exc
+        finally:
+            session.close()
+        payload = _json_or_none(response)
+        if response.status_code == 429 or response.status_code >= 500:
+            detail = payload.get("error") if isinstance(payload, dict) else response.text[:200]
+            raise PrometheusQueryError(
+                f"Prometheus query to GET {self.endpoint} failed after {attempts_of(response)} attempt(s): "
+                f"HTTP {response.status_code}: {detail}"
+            )
+        if isinstance(payload, dict) and payload.get("status") == "error":
+            return payload, True
+        if response.status_code >= 400 or not isinstance(payload, dict):
+            raise PrometheusQueryError(
+                f"Prometheus query to {self.endpoint} failed: HTTP {response.status_code}, "
+                f"not a Prometheus API answer: {response.text[:200]!r}"
+            )
+        return payload, False
 
 
 def _json_or_none(response: requests.Response) -> object:
@@ -182,3 +165,89 @@ def _json_or_none(response: requests.Response) -> object:
         return response.json()
     except ValueError:
         return None
+
+
+# Every GPU exporter series ftops maps (readers/prometheus_text.py); a user adds their own queries.
+DEFAULT_QUERIES = (
+    '{__name__=~"DCGM_FI_DEV_(GPU_UTIL|MEM_COPY_UTIL|FB_USED|FB_FREE|POWER_USAGE|GPU_TEMP)"}',
+    '{__name__=~"nvidia_smi_(utilization_gpu_ratio|utilization_memory_ratio|memory_used_bytes'
+    '|memory_total_bytes|power_draw_watts|temperature_gpu)"}',
+)
+PULL_CRON = "*/15 * * * *"
+
+
+class PrometheusPullConfig(dg.Config):
+    model_config = {**dg.Config.model_config, "use_attribute_docstrings": True}
+
+    end: str = ""
+    """End of the window (ISO 8601, UTC); empty: now. The schedule passes its tick time."""
+    lookback_minutes: float = 30.0
+    """Window length; longer than the schedule's interval, so a late tick leaves no gap"""
+    step_seconds: float = 60.0
+    """Resolution of the samples"""
+    queries: list[str] = list(DEFAULT_QUERIES)
+    """PromQL selectors of exporter series (or expressions, see PrometheusResource.query_range)"""
+
+
+def export_path(inbox_path: str, end: pd.Timestamp) -> UPath:
+    """Where one pull lands: one file per window end, so a re-run of a tick replaces its own file."""
+    return UPath(inbox_path) / "metrics" / "prometheus" / f"prometheus-{end:%Y%m%dT%H%M%SZ}.parquet"
+
+
+def _write_export(samples: pd.DataFrame, target: UPath) -> None:
+    buffer = io.BytesIO()
+    samples.to_parquet(buffer, index=False)
+    if getattr(target, "protocol", "") in ("", "file", "local"):
+        write_atomic(Path(target.path), buffer.getvalue())
+        return
+    # an object store has no atomic rename; the inbox ignores `.part` names until the rename lands
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(buffer.getvalue())
+    part.rename(target)
+
+
+# Nothing: the effect is the inbox file; the warehouse IO manager stores asset outputs only
+@dg.op(out=dg.Out(dg.Nothing),
+       description="Read the configured Prometheus queries over one window into a metric export in the inbox.")
+def pull_prometheus(context: dg.OpExecutionContext, config: PrometheusPullConfig, prometheus: PrometheusResource,
+                    inbox: InboxResource) -> None:
+    end = pd.Timestamp(config.end or pd.Timestamp.now(tz="UTC"))
+    end = (end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")).floor("s")
+    start = end - pd.Timedelta(minutes=config.lookback_minutes)
+    result = combine(METRIC_SAMPLES, [prometheus.query_range(q, start, end, config.step_seconds)
+                                      for q in config.queries])
+    if not result.rejected.empty:
+        # Not inbox rows: a refused query or an unmapped series is a configuration problem to show, not data.
+        context.log.warning(f"Prometheus: {len(result.rejected)} record(s) refused: {result.rejection_counts()}")
+    target = export_path(inbox.inbox_path, end)
+    if not result.accepted.empty:
+        _write_export(result.accepted, target)
+    context.add_output_metadata(
+        {
+            "window": f"{start.isoformat()} .. {end.isoformat()}",
+            "samples": len(result.accepted),
+            "jobs": int(result.accepted["job_id"].nunique()) if not result.accepted.empty else 0,
+            "rejected": len(result.rejected),
+            "rejection_reasons": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in result.rejected["reason"].value_counts().items()}),
+            "export": str(target) if not result.accepted.empty else "none (no samples)",
+        }
+    )
+
+
+@dg.job(description="Pull GPU series from Prometheus into the inbox; the inbox sensor ingests them.")
+def prometheus_pull() -> None:
+    pull_prometheus()
+
+
+def prometheus_pull_schedule(running: bool) -> dg.ScheduleDefinition:
+    """Every 15 minutes; running by default only where a Prometheus URL is configured."""
+
+    @dg.schedule(job=prometheus_pull, cron_schedule=PULL_CRON, execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+                 name="prometheus_pull_schedule")
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        end = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC").isoformat()
+        return dg.RunRequest(run_key=end, run_config={"ops": {"pull_prometheus": {"config": {"end": end}}}})
+
+    return _schedule

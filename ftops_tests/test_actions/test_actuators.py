@@ -20,7 +20,9 @@ from ftops.actions.actuators import (
     WebhookActuator,
     command_payload,
 )
+from ftops.actions.http import write_atomic
 from ftops.costs.ladder import PlannedAction, action_key
+from ftops_tests.services import recording_http_server
 
 
 def planned(job_id: str = "ft-1", action: str = "reduce_batch_size", params: dict | None = None,
@@ -171,3 +173,24 @@ def test_webhook_unreachable_is_an_actuator_error():
 def test_no_path_of_this_machine_in_command(tmp_path):
     ControlFileActuator(tmp_path).apply(planned())
     assert str(tmp_path) not in Path(tmp_path, "ft-1.json").read_text()
+
+
+def test_webhook_retries_when_the_receiver_is_busy_and_reports_the_attempts():
+    with recording_http_server() as receiver:
+        receiver.script = [429, 503]
+        assert WebhookActuator(receiver.url, timeout_seconds=5, retries=2, backoff_seconds=0.01).apply(
+            planned()).endswith("200")
+        assert len(receiver.requests) == 3
+        assert len({r.headers["Idempotency-Key"] for r in receiver.requests}) == 1  # the same action each time
+        receiver.status = 502
+        with pytest.raises(ActuatorError, match=r"failed after 2 attempt\(s\): HTTP 502"):
+            WebhookActuator(receiver.url, timeout_seconds=5, retries=1, backoff_seconds=0.01).apply(planned())
+
+
+def test_atomic_write_keeps_the_old_file_when_a_write_fails(tmp_path):
+    path = tmp_path / "ft-1.json"
+    write_atomic(path, b'{"old": true}\n')
+    with pytest.raises(TypeError):
+        write_atomic(path, "not bytes")  # type: ignore[arg-type]
+    assert path.read_bytes() == b'{"old": true}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["ft-1.json"]  # no temporary file left behind

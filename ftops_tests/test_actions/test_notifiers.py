@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 from dagster_slack import SlackResource
 
+from ftops.actions.http import sign
 from ftops.actions.notifiers import AlertMessage, LogNotifier, Notifier, NotifierError, messages_from_alerts
 from ftops.actions.notifiers_http import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier
 from ftops.actions.notifiers_slack import MAX_ALERTS_PER_MESSAGE, SlackNotifier
@@ -90,7 +92,7 @@ def test_webhook_retries_server_errors_then_reports() -> None:
 
 def test_webhook_down_raises_notifier_error() -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
-    with pytest.raises(NotifierError, match=r"notifier 'webhook': POST .*/hook failed after 1 attempt\(s\): ConnectionError"):
+    with pytest.raises(NotifierError, match=r"notifier 'webhook': POST .*/hook failed after 1 attempt\(s\): connection failed"):
         WebhookNotifier(url, max_retries=0).send([_alert()])
 
 
@@ -145,3 +147,21 @@ def test_log_notifier_warns_while_firing(caplog: pytest.LogCaptureFixture) -> No
     assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO]
     assert "FIRING [critical] job job-7 device 0 gpu_memory_capacity_high" in caplog.records[0].getMessage()
     assert "RESOLVED" in caplog.records[1].getMessage() and "resolved at 2024-05-01T13:00:00+00:00" in caplog.text
+
+
+def test_shared_signer_known_signature() -> None:
+    # The receivers' check (docs/control-files.md): HMAC-SHA256 of the raw body, hex, prefixed "sha256=".
+    # Expected value from `printf '%s' BODY | openssl dgst -sha256 -hmac s3cret`, independent of ftops.
+    body = b'{"sent_at":1714564800,"alerts":[]}'
+    assert sign(body, "s3cret") == "sha256=b7818404b95e67952bc6c4cfddac41cbc53d03d3340d92888d4e9eb2b27cf1c6"
+    assert WebhookNotifier("http://receiver.example/hook").payload([], sent_at=1714564800) == body
+
+
+def test_webhook_waits_as_long_as_the_receiver_asks() -> None:
+    with recording_http_server() as server:
+        server.script, server.reply_headers = [429], {"Retry-After": "1"}
+        started = time.monotonic()
+        WebhookNotifier(server.url, max_retries=1, backoff_seconds=0.01).send([_alert()])
+        elapsed = time.monotonic() - started
+    assert len(server.requests) == 2
+    assert elapsed >= 1.0  # a retry 10 ms later would only meet the same 429
