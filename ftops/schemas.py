@@ -73,6 +73,42 @@ METRIC_UNITS: dict[str, str] = {
 }
 METRICS: tuple[str, ...] = tuple(METRIC_UNITS)
 
+
+@dataclass(frozen=True)
+class MetricRange:
+    """The physically possible values of a metric; a sample outside is refused by every reader."""
+
+    low: float
+    high: float
+    # NaN/Inf are accepted only where they are a signal the rules need (a diverged loss)
+    non_finite_ok: bool = False
+
+
+_INF = float("inf")
+# Losses are unbounded below on purpose: policy-gradient and reward losses (PPO, GRPO) are negative.
+METRIC_RANGES: dict[str, MetricRange] = {
+    "training_loss": MetricRange(-_INF, _INF, non_finite_ok=True),
+    "val_loss": MetricRange(-_INF, _INF, non_finite_ok=True),
+    "learning_rate": MetricRange(0.0, _INF, non_finite_ok=True),
+    "grad_norm": MetricRange(0.0, _INF, non_finite_ok=True),
+    "samples_per_second": MetricRange(0.0, _INF),
+    "tokens_per_second": MetricRange(0.0, _INF),
+    "epoch": MetricRange(0.0, _INF),
+    "domain_accuracy": MetricRange(0.0, 1.0),
+    "gpu_utilization_pct": MetricRange(0.0, 100.0),
+    "gpu_memory_copy_util_pct": MetricRange(0.0, 100.0),
+    "gpu_memory_used_ratio": MetricRange(0.0, 1.0),
+    # the largest board power today is ~1.2 kW (GB200); 2 kW leaves room without admitting mW
+    "gpu_power_watts": MetricRange(0.0, 2000.0),
+    # NVML reports a die temperature; beyond 150 °C silicon is destroyed, below -40 no datacentre runs
+    "gpu_temperature_c": MetricRange(-40.0, 150.0),
+    "cpu_utilization_pct": MetricRange(0.0, 100.0),
+    "host_memory_used_ratio": MetricRange(0.0, 1.0),
+    "cost_per_hour_usd": MetricRange(0.0, _INF),
+    "heartbeat": MetricRange(0.0, _INF),
+}
+assert set(METRIC_RANGES) == set(METRIC_UNITS), "every canonical metric needs a physical range"
+
 TECHNIQUES = ("lora", "qlora", "full", "prefix", "dpo", "other")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "preempted")
 EXIT_REASONS = ("oom", "preempted", "nan_loss", "hang", "code_error", "node_failure")

@@ -4,12 +4,40 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ftops.defs.checks import contract_check, contract_spec
+from ftops.defs.io_manager import table_path
 from ftops.defs.partitions import daily_partitions
-from ftops.defs.resources import InboxResource
+from ftops.defs.resources import InboxResource, PolicyResource
 from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table, validate
-from ftops.staging import StagedFile
+from ftops.staging import KeyResolution, StagedFile, Staging, newest_wins
+
+
+class IngestConfig(dg.Config):
+    """`as_of` pins "now" for the future-row cut-off (tests, backfills); empty means the wall clock."""
+
+    as_of: str = ""
+
+
+def _staging(inbox: InboxResource, config: IngestConfig, policy: PolicyResource) -> Staging:
+    now = pd.Timestamp(config.as_of) if config.as_of else pd.Timestamp.now(tz="UTC")
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    return inbox.staging().at(now, policy.load().ingest.future_tolerance_hours)
+
+
+def _stored(inbox: InboxResource, asset: str, partition_keys: list[str] | None, columns: list[str]
+            ) -> pd.DataFrame | None:
+    """What the IO manager stored for this run (read back, not the DataFrame in memory); None if absent.
+
+    Assumes the IO manager's base path is the inbox's warehouse, as build_definitions wires it.
+    """
+    key = dg.AssetKey(asset)
+    paths = [table_path(inbox.warehouse_path, key, k) for k in (partition_keys or [None])]
+    if not all(p.exists() for p in paths):
+        return None
+    frames = [pq.read_table(p.path, filesystem=p.fs, columns=columns).to_pandas() for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 BALANCE = "row_accounting_balances"
 NO_DUPLICATES = "no_duplicate_rows"
@@ -27,29 +55,45 @@ def _checks(asset: str, duplicates_check: str = NO_DUPLICATES) -> list[dg.AssetC
     ]
 
 
-def _balance_check(files: list[StagedFile], rows_read: int, rows_written: int, duplicates: int
-                   ) -> dg.AssetCheckResult:
+def _balance_check(files: list[StagedFile], rows_read: int, resolved: KeyResolution,
+                   stored: pd.DataFrame | None) -> dg.AssetCheckResult:
+    """Records in each file = what its reader accounted for; rows read = rows stored + rows dropped.
+
+    `rows_read` is what the files' staged copies gave for this run; duplicates and superseded
+    rows are counted where `newest_wins` drops them; rows stored are read back from the
+    warehouse, so a row lost between the read and the write fails the check.
+    """
     unbalanced = [f.relpath for f in files if not f.balanced]
-    passed = not unbalanced and rows_read == rows_written + duplicates
+    rows_stored = None if stored is None else len(stored)
+    passed = (not unbalanced and rows_stored is not None
+              and rows_read == rows_stored + resolved.duplicates + resolved.superseded)
     return dg.AssetCheckResult(
         check_name=BALANCE,
         passed=passed,
         metadata={
             "files": len(files),
-            "rows_in": sum(f.rows_in for f in files),
+            "records_in": sum(f.records_in or 0 for f in files),
+            "records_accounted": sum(f.records_out or 0 for f in files),
             "accepted": sum(f.accepted for f in files),
             "rejected": sum(f.rejected for f in files),
+            "duplicates_in_files": sum(f.duplicates for f in files),
+            "skipped_untracked": sum(f.skipped for f in files),
             "rows_read_for_partitions": rows_read,
-            "rows_written": rows_written,
-            "duplicates_dropped": duplicates,
+            "rows_stored": -1 if rows_stored is None else rows_stored,
+            "duplicates_dropped": resolved.duplicates,
+            "superseded_by_newer_file": resolved.superseded,
             "unbalanced_files": ", ".join(unbalanced[:10]) or "none",
         },
     )
 
 
-def _duplicates_check(df: pd.DataFrame, table: Table, name: str = NO_DUPLICATES) -> dg.AssetCheckResult:
-    n = int(df.duplicated(subset=list(table.key)).sum()) if not df.empty else 0
-    return dg.AssetCheckResult(check_name=name, passed=n == 0, metadata={"duplicate_keys": n})
+def _duplicates_check(stored: pd.DataFrame | None, table: Table, name: str = NO_DUPLICATES) -> dg.AssetCheckResult:
+    """The key is unique in what was stored (read back), not in the DataFrame that was de-duplicated."""
+    if stored is None:
+        return dg.AssetCheckResult(check_name=name, passed=False, metadata={"error": "table not stored"})
+    n = int(stored.duplicated(subset=list(table.key)).sum()) if not stored.empty else 0
+    return dg.AssetCheckResult(check_name=name, passed=n == 0, metadata={"duplicate_keys": n,
+                                                                          "rows_stored": len(stored)})
 
 
 def _files_metadata(files: list[StagedFile]) -> dict:
@@ -64,14 +108,15 @@ def _files_metadata(files: list[StagedFile]) -> dict:
     kinds={"pandas", "parquet"},
     check_specs=_checks("job_registry"),
 )
-def job_registry(context: dg.AssetExecutionContext, inbox: InboxResource) -> Iterator:
+def job_registry(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+                 policy: PolicyResource) -> Iterator:
     """Every known fine-tuning job (the `jobs` contract); a later export of a job replaces an earlier one."""
-    staging = inbox.staging()
+    staging = _staging(inbox, config, policy)
     staging.stage_inbox(inbox.inbox_path)
     df, files = staging.load("jobs")
     rows_read = len(df)
-    df = df.drop_duplicates(subset=["job_id"], keep="last").reset_index(drop=True)
-    df = validate(df, JOBS)
+    resolved = newest_wins(df, ["job_id"])
+    df = validate(resolved.table, JOBS)
     yield dg.Output(
         df,
         metadata={
@@ -83,24 +128,25 @@ def job_registry(context: dg.AssetExecutionContext, inbox: InboxResource) -> Ite
         },
     )
     staging.mark_ingested(files)  # after the Output: the IO manager has stored the table by now
+    stored = _stored(inbox, "job_registry", None, list(JOBS.key))
     yield contract_check(df, JOBS)
-    yield _balance_check(files, rows_read, len(df), rows_read - len(df))
-    yield _duplicates_check(df, JOBS)
+    yield _balance_check(files, rows_read, resolved, stored)
+    yield _duplicates_check(stored, JOBS)
 
 
-def _partitioned_ingest(context: dg.AssetExecutionContext, inbox: InboxResource, kind: str, table: Table
-                        ) -> tuple[pd.DataFrame, list[StagedFile], int, list[StagedFile]]:
-    """The window's rows, the files they came from, rows read, and the files wholly inside the window."""
-    staging = inbox.staging()
+def _partitioned_ingest(context: dg.AssetExecutionContext, staging: Staging, inbox: InboxResource, kind: str,
+                        table: Table) -> tuple[KeyResolution, list[StagedFile], int, list[StagedFile]]:
+    """The window's rows (one per key), the files they came from, rows read, and the files wholly inside."""
     staging.stage_inbox(inbox.inbox_path)
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
     df, files = staging.load(kind, start, end)
     rows_read = len(df)
-    # The newest file wins: files are loaded oldest first, so keep the last copy of a key.
-    df = df.drop_duplicates(subset=list(table.key), keep="last").reset_index(drop=True)
-    context.log.info(f"{table.name} {start:%Y-%m-%d}..{end:%Y-%m-%d}: {len(df)} rows from {len(files)} files")
-    return df, files, rows_read, staging.covered_by(files, start, end)
+    # The newest file wins: files are loaded oldest first, so the last row of a key is kept.
+    resolved = newest_wins(df, list(table.key))
+    context.log.info(f"{table.name} {start:%Y-%m-%d}..{end:%Y-%m-%d}: {len(resolved.table)} rows from "
+                     f"{len(files)} files ({resolved.duplicates} duplicates, {resolved.superseded} superseded)")
+    return resolved, files, rows_read, staging.covered_by(files, start, end)
 
 
 @dg.asset(
@@ -111,9 +157,12 @@ def _partitioned_ingest(context: dg.AssetExecutionContext, inbox: InboxResource,
     kinds={"pandas", "parquet"},
     check_specs=_checks("metric_samples"),
 )
-def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> Iterator:
+def metric_samples(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+                   policy: PolicyResource) -> Iterator:
     """Every training, resource, quality and cost sample in the canonical long format, by day."""
-    df, files, rows_read, covered = _partitioned_ingest(context, inbox, "metrics", METRIC_SAMPLES)
+    staging = _staging(inbox, config, policy)
+    resolved, files, rows_read, covered = _partitioned_ingest(context, staging, inbox, "metrics", METRIC_SAMPLES)
+    df = resolved.table
     yield dg.Output(
         df,
         metadata={
@@ -125,10 +174,11 @@ def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> I
             **_files_metadata(files),
         },
     )
-    inbox.staging().mark_ingested(covered)  # after the Output: the partition files are stored
+    staging.mark_ingested(covered)  # after the Output: the partition files are stored
+    stored = _stored(inbox, "metric_samples", context.partition_keys, list(METRIC_SAMPLES.key))
     yield contract_check(df, METRIC_SAMPLES)
-    yield _balance_check(files, rows_read, len(df), rows_read - len(df))
-    yield _duplicates_check(df, METRIC_SAMPLES)
+    yield _balance_check(files, rows_read, resolved, stored)
+    yield _duplicates_check(stored, METRIC_SAMPLES)
 
 
 @dg.asset(
@@ -139,9 +189,13 @@ def metric_samples(context: dg.AssetExecutionContext, inbox: InboxResource) -> I
     kinds={"pandas", "parquet"},
     check_specs=_checks("billing_line_items", NO_DUPLICATE_LINE_ITEMS),
 )
-def billing_line_items(context: dg.AssetExecutionContext, inbox: InboxResource) -> Iterator:
+def billing_line_items(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+                       policy: PolicyResource) -> Iterator:
     """Billing lines normalised to FOCUS (snake_case), de-duplicated by line_item_id, by charge day."""
-    df, files, rows_read, covered = _partitioned_ingest(context, inbox, "billing", BILLING_LINE_ITEMS)
+    staging = _staging(inbox, config, policy)
+    resolved, files, rows_read, covered = _partitioned_ingest(
+        context, staging, inbox, "billing", BILLING_LINE_ITEMS)
+    df = resolved.table
     totals = df.groupby("currency")["billed_cost"].sum().round(2).to_dict() if not df.empty else {}
     yield dg.Output(
         df,
@@ -152,10 +206,11 @@ def billing_line_items(context: dg.AssetExecutionContext, inbox: InboxResource) 
             **_files_metadata(files),
         },
     )
-    inbox.staging().mark_ingested(covered)  # after the Output: the partition files are stored
+    staging.mark_ingested(covered)  # after the Output: the partition files are stored
+    stored = _stored(inbox, "billing_line_items", context.partition_keys, list(BILLING_LINE_ITEMS.key))
     yield contract_check(df, BILLING_LINE_ITEMS)
-    yield _balance_check(files, rows_read, len(df), rows_read - len(df))
-    yield _duplicates_check(df, BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS)
+    yield _balance_check(files, rows_read, resolved, stored)
+    yield _duplicates_check(stored, BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS)
 
 
 @dg.asset(
@@ -169,9 +224,10 @@ def billing_line_items(context: dg.AssetExecutionContext, inbox: InboxResource) 
         )
     ],
 )
-def rejected_records(context: dg.AssetExecutionContext, inbox: InboxResource) -> Iterator:
+def rejected_records(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+                     policy: PolicyResource) -> Iterator:
     """Every row any reader refused, with the file it came from and the reason; nothing is dropped."""
-    staging = inbox.staging()
+    staging = _staging(inbox, config, policy)
     staging.stage_inbox(inbox.inbox_path)
     df, files = staging.load_rejected()
     by_reason = df.groupby(["table", "reason"]).size().sort_values(ascending=False) if not df.empty else None
@@ -188,10 +244,12 @@ def rejected_records(context: dg.AssetExecutionContext, inbox: InboxResource) ->
     staging.mark_ingested([f for f in files if f.accepted == 0])  # files that only held rejections
     unbalanced = [f.relpath for f in files if not f.balanced]
     expected = sum(f.rejected for f in files)
+    stored = _stored(inbox, "rejected_records", None, ["reason"])
+    kept = -1 if stored is None else len(stored)
     yield dg.AssetCheckResult(
         check_name=BALANCE,
-        passed=not unbalanced and expected == len(df),
-        metadata={"files": len(files), "rejected_in_manifests": expected, "rows_kept": len(df),
+        passed=not unbalanced and expected == kept,
+        metadata={"files": len(files), "rejected_in_manifests": expected, "rows_stored": kept,
                   "unbalanced_files": ", ".join(unbalanced[:10]) or "none"},
     )
 

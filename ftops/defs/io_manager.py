@@ -4,7 +4,8 @@ Layout: `<base_path>/<asset key>/<partition key>.parquet` for partitioned assets
 `<base_path>/<asset key>.parquet` otherwise. A single-run backfill of a time range returns one
 DataFrame; the asset's `partition_column` metadata says how to split it into partition files.
 Writes go to a temporary name and are renamed into place, so a failed run never leaves a
-half-written partition.
+half-written partition; temporary files older than an hour (a killed run's) are removed when
+the next write to their folder starts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
+
+from ftops.staging import remove_stale_tmp
 
 
 def table_path(base_path: str, key: dg.AssetKey, partition_key: str | None = None) -> UPath:
@@ -38,6 +41,8 @@ def write_table(df: pd.DataFrame, base_path: str, key: dg.AssetKey, partition_ke
 
 def _write(df: pd.DataFrame, target: UPath) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    # a run killed between write and rename leaves its .tmp behind; nothing else ever removes it
+    remove_stale_tmp(target.parent, recursive=False)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("wb") as fh:
         df.to_parquet(fh, index=False)

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Callable
 
 from ftops.readers.base import ReadResult, rejected_file
+from ftops.readers.formats import data_format, describe_suffixes
 from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table
 
 KINDS: dict[str, Table] = {"jobs": JOBS, "metrics": METRIC_SAMPLES, "billing": BILLING_LINE_ITEMS}
@@ -66,7 +67,7 @@ def metric_format(path: str) -> str:
         return "prometheus_text"
     if name in ("history.csv", "system_stats.csv"):
         return "wandb"
-    if name.endswith((".jsonl", ".ndjson", ".csv", ".parquet", ".json")):
+    if data_format(name) is not None:
         return "metric_export"
     return "unsupported"
 
@@ -107,7 +108,7 @@ def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_
         rejected_file(
             path,
             "metric_samples",
-            f"unsupported metric file type {suffix!r}: expected trainer_state.json, *.jsonl, *.csv, "
-            "*.parquet, *.prom/*.metrics or a W&B history.csv/system_stats.csv",
+            f"unsupported metric file type {suffix!r}: expected trainer_state.json, *.prom/*.metrics, "
+            f"a W&B history.csv/system_stats.csv or a metric export: {describe_suffixes()}",
         ),
     )

@@ -33,7 +33,11 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from ftops.readers.aliases import canonical_metric_name
-from ftops.readers.base import ReadResult, rejected_file, rejected_rows
+from ftops.readers.base import ReadResult, count_distinct, rejected_file, rejected_rows
+from ftops.readers.formats import (
+    ARROW_COMPRESSIONS, COMPRESSION_SUFFIXES, DECOMPRESSION_ERRORS, FORMAT_SUFFIXES, data_format, delimiter, describe_suffixes,
+    open_decompressed, read_decompressed, split_suffixes, utf8_problem,
+)
 from ftops.readers.samples import finish_samples
 from ftops.schemas import METRIC_SAMPLES, REJECTED_RECORDS
 
@@ -85,25 +89,28 @@ class _Unreadable(Exception):
 # detection
 
 
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".lz4")
-_FORMAT_SUFFIXES: dict[str, Format] = {
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".parquet": "parquet", ".pq": "parquet",
-}
-_KNOWN_SUFFIXES = set(_COMPRESSION_SUFFIXES) | set(_FORMAT_SUFFIXES)
-
-
 def _format_of(path: Path) -> Format | None:
-    suffixes = [s.lower() for s in path.suffixes]
-    while suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
-        suffixes.pop()
-    return _FORMAT_SUFFIXES.get(suffixes[-1]) if suffixes else None
+    fmt = data_format(path.name)
+    return "csv" if fmt == "tsv" else fmt
+
+
+def _arrow_source(path: Path) -> str | pa.Buffer:
+    """What Arrow's readers take: the path when Arrow decompresses it itself, else the bytes."""
+    compression = split_suffixes(path.name)[1]
+    if compression is None or compression in ARROW_COMPRESSIONS:
+        return str(path)
+    return pa.py_buffer(read_decompressed(path))
 
 
 def _head_bytes(path: Path, n: int = _SNIFF_BYTES) -> bytes:
-    with pa.input_stream(str(path), compression="detect") as stream:
+    with open_decompressed(path) as stream:
         return stream.read(n)
+
+
+def _check_utf8(head: bytes) -> None:
+    problem = utf8_problem(head, truncated=len(head) == _SNIFF_BYTES)
+    if problem:
+        raise _Unreadable(problem)
 
 
 def _classify_columns(names: list[str]) -> tuple[Shape, dict[str, str], dict[str, str], tuple[str, ...]]:
@@ -139,6 +146,7 @@ def _sniff_csv(path: Path, delimiter: str) -> tuple[list[str], pa.Schema]:
     head = _head_bytes(path)
     if not head.strip():
         raise _Unreadable("empty file")
+    _check_utf8(head)
     cut = head.rfind(b"\n")
     if len(head) == _SNIFF_BYTES and cut > 0:
         head = head[: cut + 1]
@@ -158,6 +166,7 @@ def _sniff_jsonl(path: Path) -> tuple[list[str], dict[str, list[object]]]:
     head = _head_bytes(path)
     if not head.strip():
         raise _Unreadable("empty file")
+    _check_utf8(head)
     lines = head.split(b"\n")
     if len(head) == _SNIFF_BYTES:
         lines = lines[:-1]  # probably cut mid-line
@@ -180,7 +189,7 @@ def _sniff_jsonl(path: Path) -> tuple[list[str], dict[str, list[object]]]:
 
 
 def _delimiter(path: Path) -> str:
-    return "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    return delimiter(path.name)
 
 
 def _inspect(path: Path) -> tuple[ExportDescription, object]:
@@ -191,7 +200,7 @@ def _inspect(path: Path) -> tuple[ExportDescription, object]:
     """
     fmt = _format_of(path)
     if fmt is None:
-        raise _Unreadable(f"unsupported metric export file type {path.suffix!r} (csv, tsv, jsonl, parquet)")
+        raise _Unreadable(f"unsupported metric export file type {path.suffix!r}: expected {describe_suffixes()}")
     if not path.exists():
         raise FileNotFoundError(str(path))
     sniffed: object = None
@@ -232,8 +241,9 @@ def _job_id_from_path(path: Path) -> str:
         return path.parent.name
     # drop the format and compression suffixes only: "llama-3.1-8b.csv.gz" -> "llama-3.1-8b"
     name = path.name
+    known = set(FORMAT_SUFFIXES) | set(COMPRESSION_SUFFIXES)
     for suffix in reversed(path.suffixes):
-        if suffix.lower() not in _KNOWN_SUFFIXES:
+        if suffix.lower() not in known:
             break
         name = name[: -len(suffix)]
     return name
@@ -436,10 +446,11 @@ def _step_series(column: pa.ChunkedArray) -> tuple[pd.Series, np.ndarray]:
 
 def _to_long(
     table: pa.Table, desc: ExportDescription, job_id_default: str | None, lines: np.ndarray | pd.RangeIndex
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Arrow table in the file's shape -> (long rows for finish_samples, rows refused here).
+) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    """Arrow table in the file's shape -> (long rows for finish_samples, rows refused here, rows skipped).
 
-    `lines` holds each row's line number (record); long rows carry theirs as the index.
+    `lines` holds each row's line number (record); long rows carry theirs as the index. A wide
+    row without any metric cell is skipped (counted): it logged nothing ftops tracks.
     """
     cols = desc.columns
     blanks_possible = desc.format != "csv"
@@ -467,7 +478,10 @@ def _to_long(
 
     if desc.shape == "long":
         parts["metric"] = _string_series(table.column(cols["metric"]), metric=True)
-        parts["value"] = _value_series(table.column(cols["value"]))
+        value_column = table.column(cols["value"])
+        parts["value"] = _value_series(value_column)
+        # a float column turns null into NaN: keep the null mask so a missing value is refused
+        parts["value_missing"] = pd.Series(pc.is_null(value_column).to_numpy(zero_copy_only=False), copy=False)
         frame = pd.DataFrame(parts, copy=False)
         frame.index = lines
         refused = None
@@ -477,13 +491,14 @@ def _to_long(
                 record=pd.Series(frame.index[bad_step], index=frame.index[bad_step]),
             )
             frame = frame[~bad_step]
-        return frame, refused
+        return frame, refused, 0
 
     # wide: one block of rows per metric column, keeping only cells that hold something
     base = pd.DataFrame(parts, copy=False)
     line_array = np.asarray(lines)
     blocks = []
     refused_parts = []
+    any_present = np.zeros(n, dtype=bool)
     for column, metric in desc.metric_columns.items():
         raw = table.column(column)
         present = pc.is_valid(raw).to_numpy(zero_copy_only=False)
@@ -491,6 +506,7 @@ def _to_long(
             text = pc.cast(raw, pa.string())
             filled = pc.utf8_length(pc.utf8_trim_whitespace(text))
             present &= pc.fill_null(pc.greater(filled, 0), False).to_numpy(zero_copy_only=False)
+        any_present |= present
         if not present.any():
             continue
         block = base[present]
@@ -508,9 +524,10 @@ def _to_long(
             block = block[~step_bad]
         blocks.append(block)
     refused = pd.concat(refused_parts, ignore_index=True) if refused_parts else None
+    skipped = int((~any_present).sum())
     if not blocks:
-        return pd.DataFrame({"ts": [], "job_id": [], "metric": [], "value": []}), refused
-    return pd.concat(blocks), refused
+        return pd.DataFrame({"ts": [], "job_id": [], "metric": [], "value": []}), refused, skipped
+    return pd.concat(blocks), refused, skipped
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -561,9 +578,11 @@ def _read_csv(path: Path, desc: ExportDescription, sniffed: pa.Schema) -> tuple[
         invalid.append(row)
         return "skip"
 
+    source = _arrow_source(path)
+
     def read(use_threads: bool = True) -> pa.Table:
         return pa_csv.read_csv(
-            str(path),
+            source if isinstance(source, str) else pa.BufferReader(source),
             read_options=pa_csv.ReadOptions(use_threads=use_threads),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(
@@ -652,12 +671,13 @@ def _read_jsonl(
     schema = _json_schema(desc, samples)
     parse_options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        table = pa_json.read_json(str(path), parse_options=parse_options)
+        source = _arrow_source(path)
+        table = pa_json.read_json(source if isinstance(source, str) else pa.BufferReader(source),
+                                  parse_options=parse_options)
         return [(table, pd.RangeIndex(1, table.num_rows + 1))], None
     except pa.ArrowInvalid:
         pass
-    with pa.input_stream(str(path), compression="detect") as stream:
-        data = stream.read()
+    data = read_decompressed(path)
     return _read_jsonl_tolerant(data, desc, schema, parse_options)
 
 
@@ -792,7 +812,7 @@ def read_metric_export(path: str | Path, job_id: str | None = None) -> ReadResul
         return ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_file(source, TABLE, str(exc)))
     except FileNotFoundError:
         return ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_file(source, TABLE, "file not found"))
-    except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError, *DECOMPRESSION_ERRORS) as exc:
         return ReadResult(
             TABLE, METRIC_SAMPLES.empty(), rejected_file(source, TABLE, f"cannot read metric export: {exc}")
         )
@@ -811,16 +831,34 @@ def _read(path: Path, job_id: str | None) -> ReadResult:
 
     default_job = job_id if job_id is not None else (None if "job_id" in columns else _job_id_from_path(path))
     accepted, rejected = [], [refused] if refused is not None else []
+    duplicates = skipped = 0
+    # wide: a line fans out into one sample per metric column, so lines are counted by id
+    seen_lines: list[np.ndarray] = [_record_ids(refused)] if refused is not None else []
     while pieces:
         table, lines = pieces.pop(0)
-        long, refused_here = _to_long(table, desc, default_job, lines)
+        long, refused_here, skipped_here = _to_long(table, desc, default_job, lines)
         del table  # the Arrow buffers not handed to pandas can go before finish_samples allocates
+        if desc.shape == "wide":
+            seen_lines.append(np.asarray(long.index, dtype="int64"))
+            if refused_here is not None:
+                seen_lines.append(_record_ids(refused_here))
         result = finish_samples(long, source=source)
         accepted.append(result.accepted)
+        duplicates += result.duplicates
+        skipped += skipped_here
         rejected.extend(r for r in (refused_here, result.rejected) if r is not None)
     rejected = [r for r in rejected if len(r)]
-    return ReadResult(
+    out = ReadResult(
         TABLE,
         accepted[0] if len(accepted) == 1 else pd.concat(accepted, ignore_index=True),
         pd.concat(rejected, ignore_index=True) if rejected else REJECTED_RECORDS.empty(),
+        duplicates=duplicates,
+        skipped=skipped,
     )
+    if desc.shape == "wide":
+        out = out.with_records(count_distinct(*seen_lines) + skipped, skipped)
+    return out
+
+
+def _record_ids(rejected: pd.DataFrame) -> np.ndarray:
+    return pd.to_numeric(rejected["record"], errors="coerce").dropna().to_numpy(dtype="int64")

@@ -225,20 +225,24 @@ def exporter_samples(
             priority=direct["name"].map(_DIRECT_PRIORITY).astype("int64"),
         )
         derived, incomplete = _ratios(frame[names.isin(PARTS.keys()).to_numpy()], source)
-    direct = _best_priority(direct)
+    direct, fallbacks = _best_priority(direct)
     direct = direct.assign(value=direct["value"] * direct["scale"])
 
     pieces = [f[_LONG] for f in (direct, derived) if f is not None and not f.empty]
     long = pd.concat(pieces, ignore_index=True) if pieces else _empty_long()
-    long, duplicates = _split_duplicates(long, source)
+    # repeats of one sample key (a scrape pasted twice) are judged in finish_samples, as in every reader
     result = finish_samples(
         long.drop(columns="record").rename(columns={"raw": "exposition"}), source=source,
         record=long["record"],
     )
-    rejected = [r for r in (incomplete, duplicates, result.rejected) if not r.empty]
+    rejected = [r for r in (incomplete, result.rejected) if not r.empty]
+    # a used/free pair is two records and one sample: count the records each output names
+    named = pd.concat([long["record"], fallbacks["record"], incomplete["record"]], ignore_index=True)
+    records = int(named.astype("string").str.split("+").explode().nunique())
     return ReadResult(
-        TABLE, result.accepted, pd.concat(rejected, ignore_index=True) if rejected else REJECTED_RECORDS.empty()
-    )
+        TABLE, result.accepted, pd.concat(rejected, ignore_index=True) if rejected else REJECTED_RECORDS.empty(),
+        duplicates=result.duplicates,
+    ).with_records(records, len(fallbacks))
 
 
 _LONG = ["ts", "job_id", "metric", "value", "device", "host", "record", "raw"]
@@ -249,11 +253,13 @@ def _empty_long() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in _LONG})
 
 
-def _best_priority(direct: pd.DataFrame) -> pd.DataFrame:
+def _best_priority(direct: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The samples of the best series per metric, GPU and time, and the fallback samples skipped."""
     if direct.empty:
-        return direct
+        return direct, direct
     best = direct.groupby(_GROUP + ["metric"], dropna=False)["priority"].transform("min")
-    return direct[direct["priority"] == best]
+    keep = (direct["priority"] == best).to_numpy()
+    return direct[keep], direct[~keep]
 
 
 def _ratios(parts: pd.DataFrame, source: str) -> tuple[pd.DataFrame | None, pd.DataFrame]:
@@ -322,28 +328,6 @@ def _join_present(columns: pd.DataFrame, sep: str) -> pd.Series:
         col = columns[name].astype("string")
         out = out.where(col.isna(), (out + sep + col).fillna(col))
     return out
-
-
-def _split_duplicates(long: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the first sample per (job, metric, ts, device, host); later ones are rejections.
-
-    Prometheus refuses a scrape that repeats a series at one timestamp; ftops keeps the first
-    and shows the rest, so a file holding two copies of one scrape is read once, visibly.
-    """
-    key = ["job_id", "metric", "ts", "device", "host"]
-    if long.empty:
-        return long, REJECTED_RECORDS.empty()
-    comparable = long["ts"].notna() & long["job_id"].notna()
-    dup = long.duplicated(key, keep="first") & comparable
-    if not dup.any():
-        return long, REJECTED_RECORDS.empty()
-    first_record = long.groupby(key, dropna=False, sort=False)["record"].transform("first")
-    raw = long.loc[dup, ["metric", "value", "job_id", "device", "host", "raw"]].assign(duplicate_of=first_record[dup])
-    rejected = rejected_rows(
-        raw.astype(object), "duplicate sample: same metric, job, device, host and time as an earlier one",
-        source=source, table=TABLE, record=long.loc[dup, "record"],
-    )
-    return long[~dup].reset_index(drop=True), rejected
 
 
 # --- text exposition parse -------------------------------------------------------------------
@@ -464,6 +448,9 @@ def read_prometheus_text(
         job_id=default_job,
     )
     rejected = [r for r in (rejected_lines, result.rejected) if not r.empty]
+    # series ftops does not track (go_*, process_*, other exporters) are skipped on purpose
+    untracked = int((reason.isna() & ~wanted).sum())
     return ReadResult(
-        TABLE, result.accepted, pd.concat(rejected, ignore_index=True) if rejected else REJECTED_RECORDS.empty()
-    )
+        TABLE, result.accepted, pd.concat(rejected, ignore_index=True) if rejected else REJECTED_RECORDS.empty(),
+        duplicates=result.duplicates,
+    ).with_records(len(rejected_lines) + untracked + result.records_accounted, untracked + result.skipped)

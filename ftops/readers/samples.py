@@ -8,20 +8,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ftops.readers.base import ReadResult, rejected_rows
-from ftops.schemas import METRIC_SAMPLES, METRICS, REJECTED_RECORDS, to_utc
+from ftops.schemas import METRIC_RANGES, METRIC_SAMPLES, METRICS, REJECTED_RECORDS, to_utc
 
 _SAMPLE_COLUMNS = METRIC_SAMPLES.column_names
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 _STRING = pd.StringDtype()
-_NULL_SPELLINGS = ["nan", "", "none", "null"]
+# text that means "no value here": a rejection, unlike an explicit NaN/Inf
+_MISSING_SPELLINGS = ["", "none", "null", "na", "n/a"]
+_NON_FINITE_SPELLINGS = {
+    "nan": np.nan, "+nan": np.nan, "-nan": np.nan,
+    "inf": np.inf, "+inf": np.inf, "infinity": np.inf, "+infinity": np.inf,
+    "-inf": -np.inf, "-infinity": -np.inf,
+}
+_KEY = list(METRIC_SAMPLES.key)
 
 # checks in increasing priority: a row failing several gets the reason of the last one that applies
 _REASONS = (
+    "value is not finite (NaN/Inf is accepted only for loss, grad_norm and learning_rate)",
     "value is not a number",
+    "value missing",
     "unknown metric (not a canonical name or known alias)",
     "missing metric name",
     "missing job_id",
     "timestamp missing or unparseable",
+)
+CONFLICT_REASON = (
+    "conflicting value for one sample (same job_id, metric, ts, step, device, host): "
+    "the first value read is kept"
 )
 
 
@@ -50,20 +63,85 @@ def _blank(strings: pd.Series) -> np.ndarray:
     return (strings.isna() | (strings.str.strip() == "")).to_numpy(dtype=bool, na_value=True)
 
 
-def _values(raw_value: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """float64 values and the mask of cells that hold text that is not a number."""
+def _values(raw_value: pd.Series, missing_hint: np.ndarray | None) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """float64 values, the mask of cells holding text that is not a number, the mask of missing cells.
+
+    A float column cannot tell a missing cell from NaN, so readers whose parse turns a null into
+    NaN pass `missing_hint` (e.g. Arrow's null mask); text columns are judged here: blank, null
+    or "none" is missing, "nan"/"inf" (any case, signed) is that non-finite number.
+    """
+    n = len(raw_value)
+    missing = np.zeros(n, dtype=bool) if missing_hint is None else np.asarray(missing_hint, dtype=bool).copy()
     if raw_value.dtype == np.float64:
-        return raw_value, np.zeros(len(raw_value), dtype=bool)
+        return raw_value, np.zeros(n, dtype=bool), missing
+    if raw_value.dtype == bool or pd.api.types.is_bool_dtype(raw_value.dtype):
+        value = raw_value.astype("Float64")
+        return value.astype("float64"), np.zeros(n, dtype=bool), missing | value.isna().to_numpy()
     value = pd.to_numeric(raw_value, errors="coerce").astype("float64")
+    missing |= raw_value.isna().to_numpy(dtype=bool, na_value=True)
     if not (raw_value.dtype == object or pd.api.types.is_string_dtype(raw_value.dtype)):
-        return value, np.zeros(len(raw_value), dtype=bool)
-    # NaN/None/null spellings are accepted as NaN; only look at the cells that did not parse
+        return value, np.zeros(n, dtype=bool), missing
+    # only look at the cells that did not parse (or parsed to NaN from some spelling)
     candidates = (value.isna() & raw_value.notna()).to_numpy(dtype=bool, na_value=False)
-    not_a_number = np.zeros(len(raw_value), dtype=bool)
+    not_a_number = np.zeros(n, dtype=bool)
     if candidates.any():
         text = raw_value[candidates].astype("string").str.strip().str.lower()
-        not_a_number[candidates] = ~text.isin(_NULL_SPELLINGS).to_numpy(dtype=bool, na_value=False)
-    return value, not_a_number
+        blank = text.isin(_MISSING_SPELLINGS).to_numpy(dtype=bool, na_value=True)
+        special = text.map(_NON_FINITE_SPELLINGS, na_action="ignore")
+        known = special.notna().to_numpy() | text.isin(["nan", "+nan", "-nan"]).to_numpy(dtype=bool, na_value=False)
+        idx = np.flatnonzero(candidates)
+        value.iloc[idx[known]] = special[known].astype("float64").to_numpy()
+        missing[idx[blank]] = True
+        not_a_number[idx[~blank & ~known]] = True
+    return value, not_a_number, missing
+
+
+def _range_problems(metric: pd.Series, value: np.ndarray, missing: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of refused non-finite values and of values outside the metric's range, and the bounds."""
+    codes, uniques = pd.factorize(metric, use_na_sentinel=True)
+    ranges = [METRIC_RANGES.get(str(u)) for u in uniques]
+    low = np.array([r.low if r else -np.inf for r in ranges] + [-np.inf])[codes]
+    high = np.array([r.high if r else np.inf for r in ranges] + [np.inf])[codes]
+    non_finite_ok = np.array([r.non_finite_ok if r else True for r in ranges] + [True])[codes]
+    finite = np.isfinite(value)
+    non_finite = ~finite & ~missing & ~non_finite_ok
+    with np.errstate(invalid="ignore"):
+        outside = finite & ((value < low) | (value > high))
+    return non_finite, outside, low, high
+
+
+def _bound(x: np.ndarray) -> pd.Series:
+    return pd.Series(x).map(lambda v: f"{v:g}").astype("string")
+
+
+def _split_repeats(out: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of identical repeats and of conflicting values among rows of one key, and the first row's position.
+
+    The first row of a key (in source order) is kept; a later row with the same value (NaN equals
+    NaN) is an identical repeat, one with another value a conflict.
+    """
+    n = len(out)
+    repeat = np.zeros(n, dtype=bool)
+    conflict = np.zeros(n, dtype=bool)
+    first_pos = np.full(n, -1, dtype=np.int64)
+    if n < 2:
+        return repeat, conflict, first_pos
+    involved = out.duplicated(_KEY, keep=False).to_numpy()
+    if not involved.any():
+        return repeat, conflict, first_pos
+    sub = out[involved]
+    group = sub.groupby(_KEY, dropna=False, sort=False).ngroup().to_numpy()
+    positions = np.flatnonzero(involved)
+    first_of_group = pd.Series(positions).groupby(group).transform("min").to_numpy()
+    later = positions != first_of_group
+    mine = out["value"].to_numpy()[positions]
+    ref = out["value"].to_numpy()[first_of_group]
+    same = (mine == ref) | (np.isnan(mine) & np.isnan(ref))
+    repeat[positions[later & same]] = True
+    conflict[positions[later & ~same]] = True
+    first_pos[positions[later]] = first_of_group[later]
+    return repeat, conflict, first_pos
 
 
 def _constant_strings(value: str | None, n: int) -> pd.api.extensions.ExtensionArray:
@@ -78,8 +156,18 @@ def finish_samples(long: pd.DataFrame, *, source: str, record: pd.Series | None 
     """Split long-format rows into accepted `metric_samples` and rejected rows with a reason.
 
     `long` has at least ts, job_id, metric, value (already mapped to canonical metric names) and
-    optionally step, device, host, source. NaN and ±Inf values are accepted: a NaN loss is a
-    signal the monitoring rules need. A value that is not a number at all is rejected.
+    optionally step, device, host, source, and `value_missing` (bool: the reader's parse saw a
+    null where the float column now holds NaN). Refused, with the reason: a missing timestamp,
+    job_id or metric, an unknown metric, a missing value (empty cell, null, absent), text that is
+    not a number, NaN/Inf for a metric where it is no signal, and a value outside the metric's
+    physical range (schemas.METRIC_RANGES, the reason names metric, value and range). NaN/Inf
+    loss, grad_norm and learning_rate are accepted: a diverged run is what monitoring must see.
+
+    Rows with one sample key (job_id, metric, ts, step, device, host): the first is kept; a later
+    identical one is dropped and counted in `duplicates`; a later one with another value is
+    rejected (CONFLICT_REASON, with the kept value in `raw`). Every reader ends here, so this is
+    the same everywhere. Every input row is accepted, rejected or counted as a duplicate.
+
     Vectorised: one pass of masks, no per-row Python. Columns already in their target dtype
     (datetime64[ns, UTC], float64, Int64, Arrow-backed string) pass through without a copy, which
     is what lets a 10-million-row export finish in a fraction of its read time.
@@ -92,20 +180,24 @@ def finish_samples(long: pd.DataFrame, *, source: str, record: pd.Series | None 
         ts = long["ts"]
     else:
         ts = to_utc(long["ts"])
-    value, not_a_number = _values(long["value"])
+    hint = long["value_missing"].to_numpy(dtype=bool) if "value_missing" in long else None
+    value, not_a_number, missing = _values(long["value"], hint)
     job_id = _as_string(long["job_id"])
     metric = _as_string(long["metric"])
+    values = value.to_numpy(dtype="float64")
+    non_finite, outside, low, high = _range_problems(metric, values, missing)
 
     metric_missing = metric.isna().to_numpy()
     checks = (
+        non_finite,
         not_a_number,
+        missing,
         ~metric.isin(METRICS).to_numpy(dtype=bool, na_value=False),
         metric_missing,
         _blank(job_id),
         ts.isna().to_numpy(),
     )
-    bad = np.logical_or.reduce(checks)
-    any_bad = bool(bad.any())
+    bad = np.logical_or.reduce(checks + (outside,))
 
     if "step" in long:
         step = long["step"]
@@ -118,7 +210,7 @@ def finish_samples(long: pd.DataFrame, *, source: str, record: pd.Series | None 
         "ts": ts.array,
         "job_id": job_id.array,
         "metric": metric.array,
-        "value": value.to_numpy(dtype="float64"),
+        "value": values,
         "step": step,
     }
     for name in ("device", "host"):
@@ -126,16 +218,44 @@ def finish_samples(long: pd.DataFrame, *, source: str, record: pd.Series | None 
     columns["source"] = _as_string(long["source"]).array if "source" in long else _constant_strings(source, n)
     out = pd.DataFrame(columns, index=index, copy=False)
 
-    if not any_bad:
+    # repeats are judged among rows that are otherwise good: a refused row keeps its own reason
+    good_positions = np.flatnonzero(~bad)
+    repeat = np.zeros(n, dtype=bool)
+    conflict = np.zeros(n, dtype=bool)
+    first_pos = np.full(n, -1, dtype=np.int64)
+    if len(good_positions) > 1:
+        good = out.iloc[good_positions] if bad.any() else out
+        r, c, f = _split_repeats(good)
+        repeat[good_positions] = r
+        conflict[good_positions] = c
+        first_pos[good_positions] = np.where(f >= 0, good_positions[np.clip(f, 0, None)], -1)
+
+    if not (bad.any() or repeat.any() or conflict.any()):
         return ReadResult("metric_samples", out.reset_index(drop=True), REJECTED_RECORDS.empty())
 
-    conditions = [c[bad] for c in checks[::-1]]  # np.select takes the first true: highest priority first
+    refused = bad | conflict
+    conditions = [c[refused] for c in checks[::-1]]  # np.select takes the first true: highest priority first
     reason = pd.Series(
-        np.select(conditions, list(_REASONS[::-1]), default=None).astype(object), index=index[bad], dtype="string"
+        np.select(conditions, list(_REASONS[::-1]), default=None).astype(object), index=index[refused], dtype="string"
     )
-    accepted = out[~bad].reset_index(drop=True)
+    out_of_range = outside[refused] & reason.isna().to_numpy()
+    if out_of_range.any():
+        rows = np.flatnonzero(refused)[out_of_range]
+        reason.iloc[np.flatnonzero(out_of_range)] = (
+            metric.iloc[rows].astype("string").to_numpy() + " value " + _bound(values[rows]).to_numpy()
+            + " is outside its physical range [" + _bound(low[rows]).to_numpy() + ", "
+            + _bound(high[rows]).to_numpy() + "]"
+        )
+    raw = long[refused]
+    if conflict.any():
+        in_refused = np.flatnonzero(conflict[refused])
+        reason.iloc[in_refused] = CONFLICT_REASON
+        kept = np.full(len(raw), np.nan)
+        kept[in_refused] = values[first_pos[conflict]]
+        raw = raw.assign(kept_value=kept)
+    accepted = out[~(refused | repeat)].reset_index(drop=True)
     rejected = rejected_rows(
-        long[bad], reason, source=source, table="metric_samples",
-        record=None if record is None else record[bad],
+        raw.drop(columns=["value_missing"], errors="ignore"), reason, source=source, table="metric_samples",
+        record=None if record is None else record[refused],
     )
-    return ReadResult("metric_samples", accepted, rejected)
+    return ReadResult("metric_samples", accepted, rejected, duplicates=int(repeat.sum()))

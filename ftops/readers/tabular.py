@@ -20,25 +20,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ftops.readers.base import ReaderError
+from ftops.readers.formats import data_format, delimiter
 
 # Cells that mean "no value". FOCUS writes the literal NULL; hand-written exports write null/None.
 NULL_TOKENS = ["", "NULL", "null", "Null", "None", "none", "NaN", "nan", "N/A", "n/a"]
 
-_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
-_PARQUET_SUFFIXES = (".parquet", ".pq", ".parquet.gz")
-_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json")
-
-
 def file_kind(path: str | os.PathLike) -> str:
-    """csv | parquet | jsonl | unknown, from the file name (compressed variants included)."""
-    name = Path(path).name.lower()
-    if name.endswith(_CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(_PARQUET_SUFFIXES):
-        return "parquet"
-    if name.endswith(_JSONL_SUFFIXES):
-        return "jsonl"
-    return "unknown"
+    """csv | parquet | jsonl | unknown, from the file name (the one suffix table: readers.formats)."""
+    fmt = data_format(Path(path).name)
+    return {"csv": "csv", "tsv": "csv", "parquet": "parquet", "jsonl": "jsonl"}.get(fmt or "", "unknown")
 
 
 @dataclass
@@ -52,7 +42,7 @@ class RawTable:
 
 
 def _csv_kwargs(path: str | os.PathLike) -> dict:
-    sep = "\t" if Path(path).name.lower().endswith((".tsv", ".tsv.gz")) else ","
+    sep = delimiter(Path(path).name)
     # dtype=str: numbers such as account ids and "$1,000.00" must reach the parsers untouched
     # index_col=False: a ragged line must be an error, never a silent shift of columns into the index
     return dict(sep=sep, dtype=str, keep_default_na=False, na_values=NULL_TOKENS, index_col=False)

@@ -141,12 +141,14 @@ def read_trainer_state(
     positions = pd.Series(range(len(entries)))
     is_obj = pd.Series([isinstance(e, dict) for e in entries], dtype=bool)
     parts: list[ReadResult] = []
+    refused_entries = 0  # entries rejected as a whole, counted where they are refused
     if not is_obj.all():
         raw = pd.DataFrame({"entry": [json.dumps(entries[i], default=str) for i in positions[~is_obj]]},
                            index=positions[~is_obj].to_numpy())
         parts.append(ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_rows(
             raw, "log entry is not a JSON object", source=source, table=TABLE,
             record=pd.Series([f"log_history[{i}]" for i in raw.index], index=raw.index))))
+        refused_entries += len(raw)
 
     wide = pd.DataFrame([entries[i] for i in positions[is_obj]], index=positions[is_obj].to_numpy())
     step_raw = wide["step"] if "step" in wide else pd.Series(np.nan, index=wide.index)
@@ -166,12 +168,13 @@ def read_trainer_state(
         parts.append(ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_rows(
             raw, pd.Series(reason, index=raw.index), source=source, table=TABLE,
             record=pd.Series([f"log_history[{i}]" for i in raw.index], index=raw.index))))
+        refused_entries += len(raw)
         wide, step = wide[good_step], step[good_step]
 
     mapped = [k for k in wide.columns if k in TRAINER_STATE_KEYS and k not in _STRUCTURAL_KEYS]
     if wide.empty or not mapped:
         parts.append(ReadResult(TABLE, METRIC_SAMPLES.empty()))
-        return combine(METRIC_SAMPLES, parts)
+        return combine(METRIC_SAMPLES, parts).with_records(refused_entries + len(wide), len(wide))
 
     seconds_per_step = float(runtime / global_step) if pd.notna(runtime) and runtime > 0 and global_step > 0 else 1.0
     if started_at is not None:
@@ -189,35 +192,19 @@ def read_trainer_state(
     long = long.sort_values(["_entry", "key"], kind="stable").reset_index(drop=True)
     long["metric"] = long["key"].map(TRAINER_STATE_KEYS)
 
-    # one sample key per (metric, step): the Trainer repeats epoch in every entry of a step
-    numeric = pd.to_numeric(long["value"], errors="coerce")
-    dup = long.duplicated(["metric", "step"], keep="first")
-    if dup.any():
-        first = pd.Series(numeric[~dup].to_numpy(),
-                          index=pd.MultiIndex.from_frame(long.loc[~dup, ["metric", "step"]]))
-        ref = first.reindex(pd.MultiIndex.from_frame(long.loc[dup, ["metric", "step"]])).to_numpy()
-        mine = numeric[dup].to_numpy()
-        text = long["value"].astype(str)
-        ref_text = pd.Series(text[~dup].to_numpy(), index=first.index).reindex(
-            pd.MultiIndex.from_frame(long.loc[dup, ["metric", "step"]])).to_numpy()
-        # two non-numbers are the same sample only when they are the same text
-        same = (ref == mine) | (np.isnan(ref) & np.isnan(mine) & (ref_text == text[dup].to_numpy()))
-        repeat = pd.Series(False, index=long.index)
-        repeat[dup[dup].index[same]] = True
-        conflict = dup & ~repeat
-        if conflict.any():
-            bad = long[conflict]
-            parts.append(ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_rows(
-                bad[["key", "value", "step"]], "conflicting values for one metric at one step",
-                source=source, table=TABLE, record=_records(bad))))
-        long = long[~dup].reset_index(drop=True)
-
+    # The Trainer repeats epoch in the training, evaluation and summary entries of one step: one
+    # sample key, so finish_samples counts the repeats as duplicates and rejects differing values.
+    entries_with_rows = long["_entry"].unique()
     long["ts"] = anchor + pd.to_timedelta(long["step"].astype("float64") * seconds_per_step, unit="s")
     long["job_id"] = job
     long["source"] = source
     parts.append(finish_samples(long[["ts", "job_id", "metric", "value", "step", "key", "source"]],
                                 source=source, record=_records(long)))
-    return combine(METRIC_SAMPLES, parts)
+    # an entry is accounted for when it gave a sample or a rejection; one holding only keys ftops
+    # does not track (eval_runtime, total_flos, ...) is skipped on purpose and counted
+    skipped = len(set(wide.index) - set(entries_with_rows))
+    seen = refused_entries + len(entries_with_rows)
+    return combine(METRIC_SAMPLES, parts).with_records(seen + skipped, skipped)
 
 
 def _records(long: pd.DataFrame) -> pd.Series:

@@ -163,8 +163,11 @@ def _read_csv(path: Path, *, job_id: str, host: str | None, anchor: pd.Timestamp
     target = _system_target if _kind(path, wide.columns) == "system" else _history_target
     targets = {c: t for c in wide.columns if (t := target(c)) is not None}
     if not targets or wide.empty:
-        return ReadResult(TABLE, METRIC_SAMPLES.empty())
+        # no column ftops tracks: every row is skipped on purpose
+        return ReadResult(TABLE, METRIC_SAMPLES.empty()).with_records(len(wide), len(wide))
     wide = wide[[c for c in wide.columns if c in targets or c in _ROW_COLUMNS]]
+    # a row that logged none of the tracked keys (only eval_runtime, say) is skipped, and counted
+    skipped = int((~wide[list(targets)].notna().any(axis=1)).sum())
 
     ts = _timestamps(wide, anchor)
     step_column = "train/global_step" if "train/global_step" in wide else "_step" if "_step" in wide else None
@@ -178,8 +181,9 @@ def _read_csv(path: Path, *, job_id: str, host: str | None, anchor: pd.Timestamp
     long = pd.concat([ids, wide[value_columns]], axis=1).melt(
         id_vars=list(ids.columns), value_vars=value_columns, var_name="column", value_name="value")
     long = long[long["value"].notna()].reset_index(drop=True)
+    rows_seen = int(long["_row"].nunique())
     if long.empty:
-        return ReadResult(TABLE, METRIC_SAMPLES.empty())
+        return ReadResult(TABLE, METRIC_SAMPLES.empty()).with_records(skipped, skipped)
 
     spec = pd.DataFrame.from_dict(targets, orient="index", columns=["metric", "scale", "device"])
     column = long["column"].astype("category")
@@ -212,7 +216,7 @@ def _read_csv(path: Path, *, job_id: str, host: str | None, anchor: pd.Timestamp
         frame["_timestamp"] = long["_timestamp"]
     parts.append(finish_samples(frame[keep].reset_index(drop=True), source=source,
                                 record=record[keep].reset_index(drop=True)))
-    return combine(METRIC_SAMPLES, parts)
+    return combine(METRIC_SAMPLES, parts).with_records(rows_seen + skipped, skipped)
 
 
 def read_wandb_run(path: str | Path, job_id: str | None = None) -> ReadResult:
@@ -255,8 +259,11 @@ def read_wandb_run(path: str | Path, job_id: str | None = None) -> ReadResult:
     host = str(host) if host not in (None, "") else None
     anchor = _started_at(meta)
     parts = [_read_csv(f, job_id=job, host=host, anchor=anchor) for f in files]
+    # the CSVs' records; a corrupt wandb-metadata.json below is a rejection but no CSV record
+    records = sum(r.records_accounted for r in parts)
+    skipped = sum(r.skipped for r in parts)
     if problem is not None:
         parts.append(ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_file(str(run_dir / METADATA), TABLE, problem)))
     if not parts:
         return ReadResult(TABLE, METRIC_SAMPLES.empty())
-    return combine(METRIC_SAMPLES, parts)
+    return combine(METRIC_SAMPLES, parts).with_records(records, skipped)

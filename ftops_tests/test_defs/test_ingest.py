@@ -121,3 +121,66 @@ def test_sensor_requests_nothing_for_files_already_in_the_tables(tmp_path, inbox
         write_bill(inbox, name="focus-late.csv", hours=1)
         result = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"inbox": resource}))
         assert [r.job_name for r in result.run_requests] == ["billing_ingest"]
+
+
+# --- the accounting checks can fail -----------------------------------------------------------------
+
+def _materialize_metrics(tmp_path, inbox) -> dict[str, bool]:
+    from ftops.defs.ingest import metric_samples
+    from ftops.defs.io_manager import PartitionedParquetIOManager
+    from ftops.defs.resources import PolicyResource
+
+    warehouse = str(tmp_path / "warehouse")
+    result = dg.materialize(
+        [metric_samples], partition_key="2026-11-20",
+        resources={"io_manager": PartitionedParquetIOManager(base_path=warehouse),
+                   "inbox": InboxResource(inbox_path=str(inbox), warehouse_path=warehouse),
+                   "policy": PolicyResource()},
+        run_config={"ops": {"metric_samples": {"config": {"as_of": "2026-11-21T02:00:00Z"}}}},
+    )
+    return _check_results(result)
+
+
+def test_metric_checks_pass_on_a_clean_inbox(tmp_path, inbox):
+    assert all(_materialize_metrics(tmp_path, inbox).values())
+
+
+def test_balance_fails_when_the_asset_loses_rows_on_the_way_to_storage(tmp_path, inbox, monkeypatch):
+    import ftops.defs.io_manager as io_manager
+
+    real = io_manager._write
+    monkeypatch.setattr(io_manager, "_write", lambda df, target: real(df.iloc[3:], target))
+    checks = _materialize_metrics(tmp_path, inbox)
+    assert not checks["row_accounting_balances"] and checks["no_duplicate_rows"]
+
+
+def test_no_duplicate_rows_fails_when_the_stored_table_repeats_a_key(tmp_path, inbox, monkeypatch):
+    import ftops.defs.io_manager as io_manager
+
+    real = io_manager._write
+    monkeypatch.setattr(io_manager, "_write", lambda df, target: real(pd.concat([df, df.iloc[:1]]), target))
+    checks = _materialize_metrics(tmp_path, inbox)
+    assert not checks["no_duplicate_rows"]
+
+
+def test_balance_fails_when_a_reader_silently_drops_a_row(tmp_path, inbox, monkeypatch):
+    import ftops.readers.metric_export as metric_export
+
+    real = metric_export._read_jsonl
+
+    def lossy(*args, **kwargs):
+        pieces, refused = real(*args, **kwargs)
+        table, lines = pieces[0]
+        return [(table.slice(1), lines[1:]), *pieces[1:]], refused
+
+    monkeypatch.setattr(metric_export, "_read_jsonl", lossy)
+    assert not _materialize_metrics(tmp_path, inbox)["row_accounting_balances"]
+
+
+def test_contract_valid_fails_on_a_table_outside_its_contract():
+    from ftops.defs.checks import contract_check
+    from ftops.schemas import METRIC_SAMPLES
+
+    bad = pd.DataFrame({"ts": [pd.Timestamp("2026-11-20", tz="UTC")], "job_id": ["j"], "metric": ["banana"],
+                        "value": [1.0], "source": ["x"]})
+    assert not contract_check(bad, METRIC_SAMPLES).passed

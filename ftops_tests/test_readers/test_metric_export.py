@@ -148,7 +148,7 @@ def test_timestamp_spellings(tmp_path: Path, ts: str, expected: str) -> None:
 
 def test_mixed_epoch_units_in_one_file(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    path.write_text("ts,job_id,metric,value\n1714564800,j,loss,1\n1714564800000,j,loss,2\n")
+    path.write_text("ts,job_id,metric,value\n1714564800,j,loss,1\n1714564800000,k,loss,2\n")
     result = read_metric_export(path)
     assert result.accepted["ts"].tolist() == [pd.Timestamp("2024-05-01T12:00:00Z")] * 2
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ftops.readers.samples import CONFLICT_REASON
 from ftops.readers.trainer_state import default_job_id, read_trainer_state, unmapped_keys
 from ftops.schemas import METRIC_SAMPLES, METRICS, validate
 
@@ -131,7 +132,7 @@ def test_conflicting_values_at_one_step_are_rejected(tmp_path: Path) -> None:
     history = '[{"loss": 1.0, "step": 5}, {"loss": 1.5, "step": 5}, {"epoch": 1.0, "loss": 1.0, "step": 6}]'
     path = _write_state(tmp_path / "run" / "trainer_state.json", history, global_step=6)
     result = read_trainer_state(path, started_at=pd.Timestamp("2024-01-01", tz="UTC"))
-    assert result.rejection_counts() == {"conflicting values for one metric at one step": 1}
+    assert result.rejection_counts() == {CONFLICT_REASON: 1}
     assert result.rejected["record"].tolist() == ["log_history[1].loss"]
     assert sorted(result.accepted["metric"]) == ["epoch", "training_loss", "training_loss"]
 

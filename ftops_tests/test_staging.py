@@ -1,0 +1,149 @@
+"""Staging: every record of every file accounted for, rows outside the partitions refused, stale .tmp removed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import ftops.readers.metric_export as metric_export
+from ftops.readers.inbox import classify, metric_format
+from ftops.readers.metric_export import read_metric_export
+from ftops.staging import Staging, newest_wins, remove_stale_tmp
+
+CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
+NOW = pd.Timestamp("2026-11-21T00:00:00Z")
+EARLIEST = pd.Timestamp("2023-01-01", tz="UTC")
+FILE_TIME = pd.Timestamp("2026-11-20T12:00:00Z").timestamp()  # readers date mtime-anchored rows from it
+
+
+def _inbox(tmp_path: Path, source: Path = CORPUS) -> Path:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(source, inbox)
+    for path in inbox.rglob("*"):
+        os.utime(path, (FILE_TIME, FILE_TIME))  # mtime-anchored timestamps must not follow the wall clock
+    return inbox
+
+
+def _staging(tmp_path: Path) -> Staging:
+    return Staging(tmp_path / "warehouse", earliest=EARLIEST, now=NOW)
+
+
+def test_bad_input_corpus_every_record_is_accepted_rejected_or_counted(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    staging = _staging(tmp_path)
+    files = staging.stage_inbox(inbox)
+    assert len(files) >= 50
+    for f in files:
+        assert f.balanced, f
+        if not f.file_rejected:
+            assert f.records_in == f.records_out, f
+        # what the staged copies hold is what the manifest says: nothing lost on the way to disk
+        accepted, rejected, _ = staging._paths(f.kind, f.identity)
+        assert len(pd.read_parquet(accepted)) == f.accepted and len(pd.read_parquet(rejected)) == f.rejected, f
+    rejected, _ = staging.load_rejected()
+    reasons = set(rejected["reason"])
+    for expected in ("value missing", "timestamp missing or unparseable", "unknown metric"):
+        assert any(r.startswith(expected) for r in reasons), expected
+    assert any("in the future" in r for r in reasons)
+    assert any("outside its physical range" in r for r in reasons)
+    assert any(r.startswith("conflicting value for one sample") for r in reasons)
+    assert any(r.startswith("not UTF-8 text (byte 0x") for r in reasons)
+    in_tables = sum(len(newest_wins(staging.load(k)[0], list(t)).table)
+                    for k, t in (("metrics", ["job_id", "metric", "ts", "step", "device", "host"]),
+                                 ("billing", ["line_item_id"]), ("jobs", ["job_id"])))
+    print(f"\ncorpus: files={len(files)} records_in={sum(f.records_in or 0 for f in files)} "
+          f"accepted={sum(f.accepted for f in files)} rejected={sum(f.rejected for f in files)} "
+          f"duplicates={sum(f.duplicates for f in files)} skipped={sum(f.skipped for f in files)} "
+          f"whole_files_rejected={sum(f.file_rejected for f in files)} in_tables={in_tables}")
+
+
+def test_a_reader_that_silently_drops_a_row_unbalances_its_file(tmp_path: Path, monkeypatch) -> None:
+    inbox = tmp_path / "inbox" / "metrics"
+    inbox.mkdir(parents=True)
+    (inbox / "m.csv").write_text("ts,job_id,metric,value\n" + "".join(
+        f"2026-11-20T10:0{i}:00Z,j,training_loss,{i}\n" for i in range(5)))
+    real = metric_export._read_csv
+
+    def lossy(*args, **kwargs):
+        pieces, refused = real(*args, **kwargs)
+        table, lines = pieces[0]
+        return [(table.slice(0, table.num_rows - 1), lines[:-1])], refused
+
+    monkeypatch.setattr(metric_export, "_read_csv", lossy)
+    (staged,) = _staging(tmp_path).stage_inbox(tmp_path / "inbox")
+    assert staged.records_in == 5 and staged.records_out == 4 and not staged.balanced
+
+
+def test_wide_export_row_lost_in_the_melt_unbalances_its_file(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text("ts,job_id,loss,gpu_util\n2026-11-20T10:00:00Z,j,1.0,50\n2026-11-20T10:01:00Z,j,0.9,51\n")
+    assert read_metric_export(path).records_accounted == 2
+    real = metric_export._to_long
+
+    def lossy(*args, **kwargs):
+        long, refused, skipped = real(*args, **kwargs)
+        return long[long.index != long.index[-1]], refused, skipped
+
+    monkeypatch.setattr(metric_export, "_to_long", lossy)
+    assert read_metric_export(path).records_accounted == 1
+
+
+def test_rows_in_the_future_or_before_the_partitions_are_rejected_with_the_reason(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox" / "metrics"
+    inbox.mkdir(parents=True)
+    (inbox / "m.jsonl").write_text(
+        '{"ts": "2026-11-20T10:00:00Z", "job_id": "j", "metric": "training_loss", "value": 1}\n'
+        '{"ts": "2026-11-21T23:00:00Z", "job_id": "j", "metric": "training_loss", "value": 1}\n'  # within 24 h
+        '{"ts": "2099-01-01T00:00:00Z", "job_id": "j", "metric": "training_loss", "value": 1}\n'
+        '{"ts": "2001-01-01T00:00:00Z", "job_id": "j", "metric": "training_loss", "value": 1}\n')
+    staging = _staging(tmp_path)
+    (staged,) = staging.stage_inbox(tmp_path / "inbox")
+    assert (staged.accepted, staged.rejected) == (2, 2) and staged.balanced
+    reasons = sorted(staging.load_rejected()[0]["reason"])
+    assert reasons[0].startswith("ts before the first partition (2023-01-01)")
+    assert reasons[1] == "ts in the future: later than now + 24 h (2026-11-22T00:00:00+00:00)"
+    assert staged.max_ts == "2026-11-21T23:00:00+00:00"
+
+
+def test_stale_tmp_files_are_removed_and_fresh_ones_left_to_their_writer(tmp_path: Path) -> None:
+    folder = tmp_path / "warehouse" / "_staging" / "metrics"
+    folder.mkdir(parents=True)
+    stale, fresh, data = folder / ".a.parquet.1.tmp", folder / ".b.parquet.2.tmp", folder / "a.parquet"
+    for p in (stale, fresh, data):
+        p.write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    os.utime(data, (two_hours_ago, two_hours_ago))
+    (tmp_path / "inbox").mkdir()
+    _staging(tmp_path).stage_inbox(tmp_path / "inbox")
+    assert not stale.exists() and fresh.exists() and data.exists()
+    assert remove_stale_tmp(folder, grace_seconds=0, now=pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1)) == [
+        fresh.name]
+
+
+def test_newest_file_wins_and_counts_duplicates_apart_from_superseded_rows() -> None:
+    df = pd.DataFrame({"k": ["a", "a", "b", "b", "c"], "v": [1.0, 1.0, 2.0, 3.0, float("nan")],
+                       "source": ["old", "new", "old", "new", "new"]})
+    resolved = newest_wins(df, ["k"])
+    assert resolved.table.to_dict("list")["v"][:2] == [1.0, 3.0]
+    assert (resolved.duplicates, resolved.superseded) == (1, 1)
+    assert len(df) == len(resolved.table) + resolved.duplicates + resolved.superseded
+
+
+@pytest.mark.parametrize("name", ["m.tsv", "m.csv.gz", "m.jsonl.gz", "m.ndjson.bz2", "m.csv.zip", "m.parquet"])
+def test_inbox_takes_every_suffix_the_metric_reader_reads(name: str) -> None:
+    assert classify(f"metrics/job/{name}") == "metrics"
+    assert metric_format(name) == "metric_export"
+
+
+def test_latin1_jsonl_is_one_rejection_saying_it_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_bytes('{"ts": "2026-11-20T10:00:00Z", "job_id": "jé", "metric": "loss", "value": 1}\n'.encode("latin-1") * 3)
+    result = read_metric_export(path)
+    assert result.whole_file_rejected and len(result.rejected) == 1
+    assert result.rejected["reason"].iloc[0] == "not UTF-8 text (byte 0xe9 at offset 43); write the file as UTF-8"
