@@ -12,13 +12,25 @@ from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.monitoring.alerts import ALERTS, update_alerts
-from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies
+from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies_by_day
 from ftops.monitoring.health import RUN_HEALTH, run_health as rollup_run_health
+from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_run_health
+from ftops.schemas import utc_timestamp
 
 # Rules look back over windows (trends, rolling medians): the previous day is read as context so
-# that a detection does not start afresh at midnight; only detections starting in the partition
-# belong to it.
+# that a detection does not start afresh at midnight. Each day is computed from itself and that
+# context alone, also inside a range backfill, so any grouping of days into runs stores the same rows.
 _WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1)
+
+
+class EvaluationConfig(dg.Config):
+    """Evaluate as of this time (ISO-8601, UTC); empty means now. For reproducible backfills and tests."""
+
+    as_of: str = ""
+
+
+def _now(config: EvaluationConfig) -> pd.Timestamp:
+    return utc_timestamp(config.as_of) if config.as_of else pd.Timestamp.now(tz="UTC")
 
 
 def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
@@ -37,9 +49,12 @@ def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
     automation_condition=after_upstream_updates(),
     check_specs=[contract_spec("run_health")],
 )
-def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame) -> Iterator:
-    """Per job, metric and hour: samples, NaN/Inf count, mean, min, max, last value and last step."""
-    health = rollup_run_health(metric_samples) if not metric_samples.empty else RUN_HEALTH.empty()
+def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, policy: PolicyResource) -> Iterator:
+    """Per job, metric and hour: samples, NaN/Inf count, mean, min, max, last value, last step and
+    when it was reached; for domain accuracy, whether the target was reached."""
+    target = policy.load().monitoring.domain_accuracy.target
+    health = (rollup_run_health(metric_samples, domain_accuracy_target=target) if not metric_samples.empty
+              else RUN_HEALTH.empty())
     yield dg.Output(health, metadata={"rows": len(health), "jobs": int(health["job_id"].nunique())})
     yield contract_check(health, RUN_HEALTH, "run_health")
 
@@ -57,11 +72,10 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame) 
 def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, job_registry: pd.DataFrame,
               policy: PolicyResource) -> Iterator:
     """Rule and statistical detections (ARCHITECTURE.md §4), one row per job, rule and window."""
-    window = context.partition_time_window
-    found = (detect_anomalies(metric_samples, job_registry, policy.load().monitoring)
+    days = [(w.start, w.end) for w in
+            (daily_partitions.time_window_for_partition_key(k) for k in context.partition_keys)]
+    found = (detect_anomalies_by_day(metric_samples, days, job_registry, policy.load().monitoring)
              if not metric_samples.empty else ANOMALIES.empty())
-    mine = (found["first_ts"] >= window.start) & (found["first_ts"] < window.end)
-    found = found[mine.to_numpy()].reset_index(drop=True)
     worst = (found[found["severity"] != "info"].groupby("job_id").size().sort_values(ascending=False).head(5)
              if not found.empty else pd.Series(dtype=int))
     yield dg.Output(found, metadata={
@@ -75,20 +89,26 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
 @dg.asset(
     group_name="monitoring",
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(),
+    # heartbeats arrive as samples (run_health); the registry alone would re-run alerts before the
+    # anomalies of the same ingest exist
+    automation_condition=after_upstream_updates(ignore=("job_registry",)),
     check_specs=[
         contract_spec("alerts"),
         dg.AssetCheckSpec("alert_ids_unique", asset="alerts", description="One row per alert id."),
     ],
 )
-def alerts(context: dg.AssetExecutionContext, anomalies: pd.DataFrame, policy: PolicyResource,
+def alerts(context: dg.AssetExecutionContext, config: EvaluationConfig, anomalies: pd.DataFrame,
+           job_registry: pd.DataFrame, run_health: pd.DataFrame, policy: PolicyResource,
            warehouse: WarehouseResource) -> Iterator:
-    """Alerts with a lifecycle (firing -> resolved), one per incident, stable across re-runs."""
+    """Alerts with a lifecycle (firing -> resolved), one per incident, stable across re-runs; the
+    detections plus the liveness of each job (job_preempted, heartbeat_lost) as of the evaluation."""
     previous = warehouse.read("alerts")
     monitoring = policy.load().monitoring
-    found = as_contract(anomalies, ANOMALIES)
-    table = update_alerts(previous, found, pd.Timestamp.now(tz="UTC"),
-                          resolve_after=pd.Timedelta(minutes=monitoring.merge_gap_minutes))
+    now = _now(config)
+    live = liveness_anomalies(job_registry, signs_of_life_from_run_health(run_health), now, monitoring)
+    found = pd.concat([f for f in (as_contract(anomalies, ANOMALIES), live) if len(f)] or [ANOMALIES.empty()],
+                      ignore_index=True)
+    table = update_alerts(previous, found, now, resolve_after=pd.Timedelta(minutes=monitoring.merge_gap_minutes))
     firing = table[table["state"] == "firing"]
     yield dg.Output(table, metadata={
         "rows": len(table),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ftops.monitoring.catalog import RULES
+from ftops.monitoring.catalog import RULES, setting
 from ftops.monitoring.hits import SEVERITIES, empty_hits
 from ftops.monitoring.messages import format_messages
 from ftops.monitoring.rules_cost import cost_hits
@@ -22,7 +22,13 @@ from ftops.monitoring.rules_resource import (
     gpu_utilization_hits,
     host_memory_hits,
 )
-from ftops.monitoring.rules_training import learning_rate_hits, loss_rising_hits, throughput_hits
+from ftops.monitoring.rules_training import (
+    learning_rate_hits,
+    loss_rising_hits,
+    not_learning_hits,
+    throughput_degraded,
+    throughput_hits,
+)
 from ftops.monitoring.series import NS_PER_MINUTE, MetricFrame, split_by_metric
 from ftops.monitoring.spikes import grad_norm_hits, loss_spike_hits, non_finite_hits
 from ftops.policy import MonitoringPolicy
@@ -75,7 +81,7 @@ def _epoch_of(loss: MetricFrame, frames: dict[str, MetricFrame], jobs: pd.DataFr
 _READ_METRICS = frozenset({
     "training_loss", "epoch", "learning_rate", "grad_norm", "samples_per_second", "gpu_utilization_pct",
     "gpu_memory_copy_util_pct", "gpu_memory_used_ratio", "cpu_utilization_pct", "host_memory_used_ratio",
-    "val_loss", "domain_accuracy", "cost_per_hour_usd",
+    "val_loss", "domain_accuracy", "cost_per_hour_usd", "gpu_temperature_c",
 })
 
 
@@ -88,18 +94,24 @@ def detect_hits(samples: pd.DataFrame, jobs: pd.DataFrame | None, policy: Monito
     loss = frames.get("training_loss")
     if loss is not None:
         parts.append(non_finite_hits(loss, "loss_non_finite"))
-        parts.append(loss_rising_hits(loss, policy.loss))
-        parts.extend(loss_spike_hits(loss, policy.loss))
+        parts.append(loss_rising_hits(loss, policy.loss, setting(policy, "loss.trend_min_giveback_ratio") or 0.0))
+        parts.extend(loss_spike_hits(loss, policy.loss, setting(policy, "loss.plausible_max")))
+        parts.append(not_learning_hits(loss, int(setting(policy, "loss.not_learning_min_samples")),
+                                       setting(policy, "loss.not_learning_min_improvement_ratio")))
         parts.append(convergence_hits(loss, _epoch_of(loss, frames, jobs), policy.convergence))
     if (f := frames.get("learning_rate")) is not None:
         parts.append(learning_rate_hits(f, policy.learning_rate))
     if (f := frames.get("grad_norm")) is not None:
         parts.append(non_finite_hits(f, "grad_norm_non_finite"))
         parts.extend(grad_norm_hits(f, policy.grad_norm))
+    degraded = None
     if (f := frames.get("samples_per_second")) is not None:
         parts.append(throughput_hits(f, policy.throughput))
+        sps, slow, _ = throughput_degraded(f, policy.throughput)
+        degraded = (sps, slow)
     if (f := frames.get("gpu_utilization_pct")) is not None:
-        parts.extend(gpu_utilization_hits(f, policy.gpu_utilization, gap))
+        parts.extend(gpu_utilization_hits(f, policy.gpu_utilization, gap, frames.get("gpu_temperature_c"),
+                                          setting(policy, "gpu_utilization.throttle_temperature_c"), degraded))
     if (f := frames.get("gpu_memory_copy_util_pct")) is not None:
         parts.append(gpu_memory_copy_hits(f, policy.gpu_memory, gap))
     if (f := frames.get("gpu_memory_used_ratio")) is not None:
@@ -109,6 +121,7 @@ def detect_hits(samples: pd.DataFrame, jobs: pd.DataFrame | None, policy: Monito
     if (f := frames.get("host_memory_used_ratio")) is not None:
         parts.append(host_memory_hits(f, policy.host_memory, gap))
     if (f := frames.get("val_loss")) is not None:
+        parts.append(non_finite_hits(f, "val_loss_non_finite"))
         parts.extend(val_loss_hits(f, loss, policy.validation))
     if (f := frames.get("domain_accuracy")) is not None:
         parts.extend(domain_accuracy_hits(f, policy.domain_accuracy))
@@ -179,3 +192,36 @@ def detect_anomalies(samples: pd.DataFrame, jobs: pd.DataFrame | None = None,
     policy = policy or MonitoringPolicy()
     hits, job_names, device_names = detect_hits(samples, jobs, policy)
     return merge_hits(hits, job_names, device_names, policy.merge_gap_minutes)
+
+
+def detect_anomalies_by_day(samples: pd.DataFrame, days: list[tuple[pd.Timestamp, pd.Timestamp]],
+                            jobs: pd.DataFrame | None = None, policy: MonitoringPolicy | None = None,
+                            context: pd.Timedelta = pd.Timedelta(days=1)) -> pd.DataFrame:
+    """The anomalies of each day [start, end) in `days`, each computed the same way whatever else
+    is in `samples`: from the samples of that day and the `context` before it, keeping only the
+    firing samples inside the day.
+
+    So a backfill of a range and one run per day store the same rows, and every firing sample is in
+    exactly one day's rows: an episode that crosses midnight is one row per day (the alerts chain
+    them into one incident), never a row whose tail is in no day.
+    """
+    policy = policy or MonitoringPolicy()
+    if samples.empty:
+        return ANOMALIES.empty()
+    ts = pd.to_datetime(samples["ts"], utc=True)
+    parts = []
+    for start, end in days:
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        scope = ((ts >= start - context) & (ts < end)).to_numpy()
+        if not scope.any():
+            continue
+        hits, job_names, device_names = detect_hits(samples[scope], jobs, policy)
+        hit_ts = hits["ts"].to_numpy(dtype="int64") if len(hits) else np.zeros(0, np.int64)
+        own = (hit_ts >= start.value) & (hit_ts < end.value)
+        found = merge_hits(hits[own].reset_index(drop=True), job_names, device_names, policy.merge_gap_minutes)
+        if len(found):
+            parts.append(found)
+    if not parts:
+        return ANOMALIES.empty()
+    out = pd.concat(parts, ignore_index=True).sort_values(["job_id", "first_ts", "rule"], kind="stable")
+    return validate(out.reset_index(drop=True), ANOMALIES)

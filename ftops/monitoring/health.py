@@ -21,14 +21,21 @@ RUN_HEALTH = Table(
         Column("last", "float"),
         Column("last_ts", "ts", nullable=False),
         Column("max_step", "int"),
+        Column("max_step_ts", "ts"),  # when the window's highest step was first logged: step progress
         Column("devices", "int", nullable=False),
+        # domain_accuracy rows: whether the window's best reached the target (news, not an alert)
+        Column("target_reached", "bool"),
     ),
     key=("job_id", "metric", "window_start"),
 )
 
 
-def run_health(samples: pd.DataFrame, window_minutes: int = 60) -> pd.DataFrame:
-    """Roll `metric_samples` up per job, metric and window (all devices of a job together)."""
+def run_health(samples: pd.DataFrame, window_minutes: int = 60,
+               domain_accuracy_target: float | None = None) -> pd.DataFrame:
+    """Roll `metric_samples` up per job, metric and window (all devices of a job together).
+
+    With `domain_accuracy_target`, domain_accuracy rows say whether the window reached it.
+    """
     if samples.empty:
         return RUN_HEALTH.empty()
     values = samples["value"].astype("float64")
@@ -55,5 +62,15 @@ def run_health(samples: pd.DataFrame, window_minutes: int = 60) -> pd.DataFrame:
         max_step=("step", "max"),
         devices=("device", "nunique"),
     ).reset_index()
+    # rows are in time order, so the first row at each window's highest step is when it was reached
+    stepped = frame[frame["step"].notna()]
+    top = stepped["step"] == stepped.groupby(["job_id", "metric", "window_start"], observed=True)["step"].transform("max")
+    first_top = stepped[top.to_numpy(dtype=bool)].groupby(["job_id", "metric", "window_start"], observed=True)["ts"].min()
+    out["max_step_ts"] = first_top.reindex(pd.MultiIndex.from_frame(out[["job_id", "metric", "window_start"]])).to_numpy()
     out["window_minutes"] = window_minutes
+    accuracy = (out["metric"] == "domain_accuracy").to_numpy(dtype=bool)
+    reached = pd.Series(pd.NA, index=out.index, dtype="boolean")
+    if domain_accuracy_target is not None:
+        reached[accuracy] = (out.loc[accuracy, "max"] >= domain_accuracy_target).to_numpy()
+    out["target_reached"] = reached
     return validate(out, RUN_HEALTH)

@@ -51,6 +51,12 @@ def _pct(x: float) -> str:
     return f"{x * 100:.0f} %"
 
 
+def _symptom(r: Any) -> str:
+    if pd.notna(r.score) and r.score > 0:
+        return f" with GPU temperature {_n(r.score)} °C (throttling level {_n(r.reference)} °C)"
+    return " while samples/s is degraded"
+
+
 def _ratio_to(r: Any) -> str:
     return f"{_n(r.value / r.reference)}×" if r.reference and pd.notna(r.reference) else "?×"
 
@@ -66,8 +72,25 @@ _FORMATS: dict[str, Callable[[Any], str]] = {
         f"training_loss {_n(r.value)} {_at(r)} is {_ratio_to(r)} its recent median {_n(r.reference)} "
         f"(robust z {_n(r.score)} over the {r.window}{_span(r)})"),
     "loss_divergence": lambda r: (
-        f"training_loss {_n(r.value)} {_at(r)} stays {_n(r.score)}× its recent median {_n(r.reference)} "
+        f"training_loss {_n(r.value)} {_at(r)} stays {_n(r.score)}× "
+        f"{'the lowest level it had reached' if 'lowest' in r.window else 'its recent median'} {_n(r.reference)} "
         f"(threshold {_n(r.threshold)}× for {r.window}{_span(r)})"),
+    "loss_implausible": lambda r: (
+        f"training_loss {_n(r.value)} {_at(r)} is above {_n(r.threshold)}, more than a cross-entropy loss can "
+        f"start from (ln of the vocabulary size is 10-12): check the learning rate and the loss "
+        f"(set monitoring.loss.plausible_max for other losses{_span(r)})"),
+    "not_learning": lambda r: (
+        f"training_loss median {_n(r.value)} over the last quarter of the run {_at(r)} is "
+        f"{f'only {_pct(r.score)} below' if r.score >= 0 else f'{_pct(-r.score)} above'} "
+        f"its starting level {_n(r.reference)} (threshold: at least {_pct(r.threshold)} lower; "
+        f"{r.window}): the run is not learning"),
+    "val_loss_non_finite": lambda r: f"val_loss is {_n(r.value)} {_at(r)} (threshold: any NaN/Inf{_span(r)})",
+    "job_preempted": lambda r: (
+        f"the job registry says the job was preempted ({r.window}) at "
+        f"{pd.Timestamp(r.first_ts).strftime('%Y-%m-%d %H:%M:%S')} UTC"),
+    "heartbeat_lost": lambda r: (
+        f"no heartbeat and no step progress for {_n(r.value)} min while the registry says running (timeout "
+        f"{_n(r.threshold)} min; last sign of life {r.window})"),
     "learning_rate_out_of_range": lambda r: (
         f"learning_rate {_n(r.value)} {_at(r)} is {'above' if r.value > r.threshold else 'below'} the "
         f"{r.window} (warm-up start and decay end excepted{_span(r)})"),
@@ -87,7 +110,9 @@ _FORMATS: dict[str, Callable[[Any], str]] = {
         f"threshold {r.window}{_span(r)})"),
     "gpu_overutilized": lambda r: (
         f"gpu_utilization_pct{_gpu(r)} above {_n(r.threshold)} % (highest {_n(r.value)} %, "
-        f"threshold {r.window}{_span(r)})"),
+        f"threshold {r.window}{_span(r)})"
+        + (f"{_symptom(r)}" if r.severity != "info" else ": saturated, as training should be; no throttling "
+           "or throughput loss seen")),
     "gpu_memory_copy_util_high": lambda r: (
         f"gpu_memory_copy_util_pct (memory bandwidth){_gpu(r)} at {_n(r.value)} % >= {_n(r.threshold)} % "
         f"({r.severity} threshold, {r.window}{_span(r)})"),

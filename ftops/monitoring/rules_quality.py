@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ftops.monitoring.hits import INFO, WARNING, make_hits
+from ftops.monitoring.hits import WARNING, make_hits
 from ftops.monitoring.series import MetricFrame, rolling_median
 from ftops.policy import ConvergencePolicy, DomainAccuracyPolicy, ValidationPolicy
 
@@ -71,12 +71,12 @@ def val_loss_hits(val: MetricFrame, train: MetricFrame | None, policy: Validatio
 
 
 def domain_accuracy_hits(frame: MetricFrame, policy: DomainAccuracyPolicy) -> list[pd.DataFrame]:
+    """domain_accuracy_low. Reaching the target is news, not an alert: run_health's
+    `target_reached` says it (132 of the demo's 192 alerts were that news)."""
     acc = frame.take(np.isfinite(frame.value))
     return [
         make_hits(acc, "domain_accuracy_low", acc.value < policy.minimum, WARNING, policy.minimum,
                   "each evaluation", badness=-acc.value),
-        make_hits(acc, "domain_accuracy_target_reached", acc.value >= policy.target, INFO, policy.target,
-                  "each evaluation"),
     ]
 
 

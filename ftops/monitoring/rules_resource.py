@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ftops.monitoring.hits import CRITICAL, WARNING, make_hits
+from ftops.monitoring.hits import CRITICAL, INFO, WARNING, make_hits
 from ftops.monitoring.series import NS_PER_MINUTE, MetricFrame, sustained
 from ftops.policy import CpuPolicy, GpuMemoryPolicy, GpuUtilizationPolicy, HostMemoryPolicy
 
@@ -45,12 +45,51 @@ def sustained_threshold_hits(frame: MetricFrame, rule: str, warning: float, crit
     return make_hits(frame, rule, warn, severity, threshold, text, badness=-v if low else v)
 
 
-def gpu_utilization_hits(frame: MetricFrame, policy: GpuUtilizationPolicy, gap: float) -> list[pd.DataFrame]:
+def _latest_before(target: MetricFrame, source: MetricFrame, values: np.ndarray, by_device: bool) -> np.ndarray:
+    """For each target row, `values` of the latest source row of the same job (and device) at or
+    before its ts. Frames of one split share job and device codes."""
+    keys = ["job", "device"] if by_device else ["job"]
+    left = pd.DataFrame({"job": target.job, "device": target.device, "ts": target.ts,
+                         "_row": np.arange(len(target))})
+    right = pd.DataFrame({"job": source.job, "device": source.device, "ts": source.ts, "_v": values})
+    right = right[np.isfinite(right["_v"].to_numpy())]
+    out = np.full(len(target), np.nan)
+    if left.empty or right.empty:
+        return out
+    merged = pd.merge_asof(left.sort_values("ts", kind="stable"), right[keys + ["ts", "_v"]].sort_values(
+        "ts", kind="stable"), on="ts", by=keys, direction="backward")
+    out[merged["_row"].to_numpy()] = merged["_v"].to_numpy()
+    return out
+
+
+def gpu_utilization_hits(frame: MetricFrame, policy: GpuUtilizationPolicy, gap: float,
+                         temperature: MetricFrame | None = None, throttle_c: float | None = None,
+                         degraded: tuple[MetricFrame, np.ndarray] | None = None) -> list[pd.DataFrame]:
+    """gpu_underutilized (warning) and gpu_overutilized, sustained.
+
+    Saturation is what training should do: healthy W&B runs sit at 99-100 % for hours. It is info,
+    and a warning only with a symptom on the same GPU at the time: its temperature at the
+    throttling level, or the job's samples/s degraded (`degraded`: finite samples/s and its mask).
+    """
+    over = sustained_threshold_hits(frame, "gpu_overutilized", policy.over_pct, None, policy.window_minutes,
+                                    gap, strict=True)
+    if len(over):
+        rows = over["seq"].to_numpy()
+        hot = np.zeros(len(rows), dtype=bool)
+        temp = np.full(len(rows), np.nan)
+        if temperature is not None and throttle_c is not None and len(temperature):
+            temp = _latest_before(frame, temperature, temperature.value, by_device=True)[rows]
+            hot = temp >= throttle_c
+        slow = np.zeros(len(rows), dtype=bool)
+        if degraded is not None and len(degraded[0]):
+            slow = _latest_before(frame, degraded[0], degraded[1].astype(float), by_device=False)[rows] == 1.0
+        over["severity"] = np.where(hot | slow, WARNING, INFO).astype(np.int8)
+        over["score"] = np.where(hot, temp, np.nan)
+        over["ref"] = np.nan if throttle_c is None else throttle_c
     return [
         sustained_threshold_hits(frame, "gpu_underutilized", policy.under_pct, None, policy.window_minutes,
                                  gap, low=True, strict=True),
-        sustained_threshold_hits(frame, "gpu_overutilized", policy.over_pct, None, policy.window_minutes,
-                                 gap, strict=True),
+        over,
     ]
 
 

@@ -10,6 +10,7 @@ from ftops.monitoring.series import (
     NS_PER_MINUTE,
     MetricFrame,
     medians_between,
+    rolling_mean,
     rolling_median,
     shifted_time,
     time_rolling_median,
@@ -60,10 +61,28 @@ def _maybe_rising(values: np.ndarray, adj: np.ndarray, before_idx: np.ndarray, v
     return maybe
 
 
-def loss_rising_hits(frame: MetricFrame, policy: LossPolicy) -> pd.DataFrame:
-    """Median loss of the last window vs the window before it rose by more than the ratio.
+_LEVEL_SAMPLES = 10  # a run's level (start, best so far): mean of this many samples
 
-    Medians, not means or end points: one spike inside a window must not read as a trend.
+
+def _progress_levels(frame: MetricFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(start, best so far) per row: the mean of the series' first `_LEVEL_SAMPLES` samples and the
+    lowest rolling mean of `_LEVEL_SAMPLES` samples up to the row (linear-time passes)."""
+    level = rolling_mean(frame.value, frame.group, _LEVEL_SAMPLES)
+    best = pd.Series(level).groupby(frame.group).cummin().to_numpy()
+    starts = frame.group_starts()
+    size = np.diff(np.r_[starts, len(frame)])
+    start = level[starts + np.minimum(_LEVEL_SAMPLES, size) - 1][frame.group]
+    return start, best
+
+
+def loss_rising_hits(frame: MetricFrame, policy: LossPolicy, min_giveback: float = 0.0) -> pd.DataFrame:
+    """Median loss of the last window vs the window before it rose by more than the ratio, and the
+    loss gave back at least `min_giveback` of the progress the run had made (start - best level).
+
+    Medians, not means or end points: one spike inside a window must not read as a trend. The
+    give-back: healthy multi-epoch runs (W&B Alpaca, 3 epochs) drift up 25-30 % late in their last
+    epoch while ending far below where they started; a run that is in trouble loses what it had
+    learned, and a run that never made progress gives back everything at once.
     """
     finite = frame.take(np.isfinite(frame.value))
     window_ns = int(policy.trend_window_minutes * NS_PER_MINUTE)
@@ -86,8 +105,44 @@ def loss_rising_hits(frame: MetricFrame, policy: LossPolicy) -> pd.DataFrame:
         rise = np.where(before > 0, now / before - 1.0, np.nan)
     # compared as a product: now / before - 1 turns an exact +10 % into 0.1000000001
     fire = (before > 0) & (now > before * (1.0 + policy.trend_increase_ratio))
+    if min_giveback > 0 and fire.any():
+        start, best = _progress_levels(finite)
+        fire &= now > best + min_giveback * np.maximum(start - best, 0.0)
     return make_hits(finite, "loss_rising", fire, WARNING, policy.trend_increase_ratio, text,
                      ref=before, score=rise, badness=rise, value=now)
+
+
+def not_learning_hits(frame: MetricFrame, min_samples: int, min_improvement: float) -> pd.DataFrame:
+    """not_learning: after `min_samples` logged losses, the median of the last quarter is less than
+    `min_improvement` below the median of the first tenth (at least 3 samples each).
+
+    Judged once per series, at its latest sample, and only when the series starts at the run's
+    beginning (its first step within two logging intervals, or steps unknown): a window into the
+    middle of a converged run is flat too, and is not a run that never learned.
+    """
+    lf = frame.take(np.isfinite(frame.value))
+    text = f"first tenth vs last quarter of {min_samples}+ logged losses"
+    n = len(lf)
+    if n == 0:
+        return make_hits(lf, "not_learning", np.zeros(0, bool), WARNING, min_improvement, text)
+    pos = lf.position_in_group()
+    size = np.bincount(lf.group)[lf.group]
+    head = pos < np.maximum(3, np.ceil(size / 10))
+    tail = pos >= size - np.maximum(3, size // 4)
+    groups = np.arange(lf.n_groups)
+    start = pd.Series(lf.value[head]).groupby(lf.group[head]).median().reindex(groups).to_numpy()[lf.group]
+    recent = pd.Series(lf.value[tail]).groupby(lf.group[tail]).median().reindex(groups).to_numpy()[lf.group]
+    starts = lf.group_starts()
+    first_step = lf.step[starts]
+    step_gap = pd.Series(np.diff(lf.step, prepend=np.nan)).where(pos > 0).groupby(lf.group).median().reindex(
+        groups).to_numpy()
+    from_start = (np.isnan(first_step) | (first_step <= 2 * np.where(step_gap > 0, step_gap, np.inf)))[lf.group]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        improvement = np.where(start > 0, (start - recent) / start, np.nan)
+    is_last = np.r_[lf.group[1:] != lf.group[:-1], True]
+    fire = is_last & (size >= min_samples) & from_start & (improvement < min_improvement)
+    return make_hits(lf, "not_learning", fire, WARNING, min_improvement, text, ref=start, score=improvement,
+                     value=recent)
 
 
 def learning_rate_hits(frame: MetricFrame, policy: LearningRatePolicy) -> pd.DataFrame:
@@ -121,20 +176,13 @@ def learning_rate_hits(frame: MetricFrame, policy: LearningRatePolicy) -> pd.Dat
     return make_hits(lr, "learning_rate_out_of_range", high | low, WARNING, threshold, text, badness=badness)
 
 
-def throughput_hits(frame: MetricFrame, policy: ThroughputPolicy) -> pd.DataFrame:
-    """samples/s (rolling median of a few samples) below ratio x baseline.
-
-    The baseline is the job's own early steady state (median of the samples after a start-up skip)
-    when it has enough samples and the policy allows it, else the configured number if one is set;
-    samples before a job baseline exists are not judged against it, and a job with neither (one
-    run-average sample, no configured number) is not judged at all.
-    """
+def throughput_degraded(frame: MetricFrame, policy: ThroughputPolicy) -> tuple[MetricFrame, np.ndarray, dict]:
+    """(finite samples/s, degraded mask, details for the hits) on the rule of `throughput_hits`."""
     sps = frame.take(np.isfinite(frame.value))
     n = len(sps)
     k = max(policy.sustained_samples, 1)
-    text = f"median of the last {k} samples"
     if n == 0:
-        return make_hits(sps, "throughput_degraded", np.zeros(0, bool), WARNING, np.nan, text)
+        return sps, np.zeros(0, bool), {}
     pos = sps.position_in_group()
     size = np.bincount(sps.group)[sps.group]
     skip, count = policy.baseline_skip_samples, policy.baseline_samples
@@ -153,7 +201,23 @@ def throughput_hits(frame: MetricFrame, policy: ThroughputPolicy) -> pd.DataFram
     judged &= (pos >= k - 1) | (size < k)
     limit = policy.degradation_ratio * baseline
     fire = judged & (level < limit)
+    return sps, fire, {"limit": limit, "baseline": baseline, "has_own": has_own, "level": level}
+
+
+def throughput_hits(frame: MetricFrame, policy: ThroughputPolicy) -> pd.DataFrame:
+    """samples/s (rolling median of a few samples) below ratio x baseline.
+
+    The baseline is the job's own early steady state (median of the samples after a start-up skip)
+    when it has enough samples and the policy allows it, else the configured number if one is set;
+    samples before a job baseline exists are not judged against it, and a job with neither (one
+    run-average sample, no configured number) is not judged at all.
+    """
+    k = max(policy.sustained_samples, 1)
+    text = f"median of the last {k} samples"
+    sps, fire, d = throughput_degraded(frame, policy)
+    if len(sps) == 0:
+        return make_hits(sps, "throughput_degraded", np.zeros(0, bool), WARNING, np.nan, text)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = level / baseline
-    return make_hits(sps, "throughput_degraded", fire, WARNING, limit, text, ref=baseline,
-                     score=np.where(has_own, 1.0, 0.0), badness=-ratio, value=level)
+        ratio = d["level"] / d["baseline"]
+    return make_hits(sps, "throughput_degraded", fire, WARNING, d["limit"], text, ref=d["baseline"],
+                     score=np.where(d["has_own"], 1.0, 0.0), badness=-ratio, value=d["level"])

@@ -299,6 +299,8 @@ def split_by_metric(samples: pd.DataFrame, metrics: Collection[str] | None = Non
     order = np.lexsort((blocks.device, blocks.job, blocks.metric))
     order = order[wanted[blocks.metric[order]]]
     frames: dict[str, MetricFrame] = {}
+    if len(order) == 0:  # none of the wanted metrics (a shard of heartbeats only)
+        return frames
     if len(order) <= max(n * _MAX_BLOCK_FRACTION, 1) and _rows_sorted_within_keys(blocks, order, ts, step):
         no_step = np.logical_and.reduceat(np.isnan(step), blocks.start)
         b_metric = blocks.metric[order]
@@ -387,6 +389,13 @@ def rolling_median(values: np.ndarray, group: np.ndarray, window: int, min_perio
     if n == 0:
         return np.array([], dtype=float)
     return _grouped_rolling(values, group, window, min_periods, exclude_current, "median")
+
+
+def rolling_mean(values: np.ndarray, group: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last `window` samples of each group (NaN skipped); a linear-time pass."""
+    if len(values) == 0:
+        return np.array([], dtype=float)
+    return _grouped_rolling(values, group, window, 1, False, "mean")
 
 
 def rolling_min(values: np.ndarray, group: np.ndarray, window: int, exclude_current: bool = False) -> np.ndarray:

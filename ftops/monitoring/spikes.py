@@ -56,21 +56,74 @@ def non_finite_hits(frame: MetricFrame, rule: str) -> pd.DataFrame:
     return make_hits(frame, rule, bad, CRITICAL, np.nan, "each sample")
 
 
-def loss_spike_hits(frame: MetricFrame, policy: LossPolicy) -> list[pd.DataFrame]:
-    """loss_spike (warning) and loss_divergence (critical) on the finite training_loss samples."""
+def _early_floor(finite: MetricFrame, window: int) -> np.ndarray:
+    """The lowest level a series reached before each of its first `window` samples (NaN elsewhere).
+
+    Early in a run there is no trailing median to compare with, and a loss that climbs over a
+    handful of logged points drags any median up with it: the floor it had reached is the
+    reference. Levels are medians of 3 samples, so one low blip does not set the floor.
+    """
+    pos = finite.position_in_group()
+    out = np.full(len(finite), np.nan)
+    early = pos < window  # each series' first rows: a contiguous head per group
+    if not early.any():
+        return out
+    v, group, p = finite.value[early], finite.group[early], pos[early]
+    level = rolling_median(v, group, 3, 1)
+    before = np.where(p >= 1, np.r_[np.nan, level[:-1]], np.nan)
+    floor = pd.Series(before).groupby(group).cummin().to_numpy()
+    out[early] = np.where(p >= 2, floor, np.nan)
+    return out
+
+
+def loss_spike_hits(frame: MetricFrame, policy: LossPolicy, plausible_max: float | None = None) -> list[pd.DataFrame]:
+    """loss_spike (info), loss_divergence (critical) and loss_implausible (critical) on the finite
+    training_loss samples.
+
+    A spike is news, not a warning: a loss that comes back is harmless, and one that does not is a
+    divergence. Healthy per-step losses (W&B Alpaca runs) reach 2.6x their 20-sample median at
+    robust z 13, above the flagged spikes of MetaMath (1.9-2.3x at z 6-9): no local statistic tells
+    them apart, so spikes cannot be warnings. A divergence is judged against the trailing median,
+    and during the first `spike_window_samples` samples against the floor reached so far, so a
+    short run that climbs several-fold over a few logged points is caught.
+    """
     finite = frame.take(np.isfinite(frame.value))
     window = policy.spike_window_samples
     z, med, ratio = spike_scores(finite, window, min(_MIN_LOSS_HISTORY, window),
                                  min(policy.spike_min_ratio, policy.divergence_ratio))
     spike = (z >= policy.spike_robust_z) & (ratio >= policy.spike_min_ratio)
-    high = ratio >= policy.divergence_ratio
-    diverged = run_position(high, finite.group) >= policy.divergence_samples - 1
+    floor = _early_floor(finite, window)
+    early = np.isfinite(floor)
+    ref = np.where(early, floor, med)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        div_ratio = np.where(ref > 0, finite.value / ref, np.nan)
+    high = div_ratio >= policy.divergence_ratio
+    in_run = run_position(high, finite.group)
+    diverged = in_run >= policy.divergence_samples - 1
+    n = len(finite)
+    if n:
+        # a climb that reaches the end of a series too short to show it persist counts from 2 samples
+        idx = np.arange(n)
+        last_idx = np.flatnonzero(np.r_[finite.group[1:] != finite.group[:-1], True])[finite.group]
+        size = np.bincount(finite.group)[finite.group]
+        length = run_length(high, finite.group)
+        reaches_end = high & (last_idx - idx == length - in_run - 1) & (length >= 2) & (size < window)
+    else:
+        reaches_end = np.zeros(0, dtype=bool)
+    diverged |= reaches_end
     text = f"last {window} samples; threshold z {policy.spike_robust_z:g} and >= {policy.spike_min_ratio:g}x"
-    return [
-        make_hits(finite, "loss_spike", spike & ~diverged, WARNING, policy.spike_robust_z, text, ref=med, score=z),
-        make_hits(finite, "loss_divergence", diverged, CRITICAL, policy.divergence_ratio,
-                  f"{policy.divergence_samples} consecutive samples vs the last {window}", ref=med, score=ratio),
+    out = [
+        make_hits(finite, "loss_spike", spike & ~diverged, INFO, policy.spike_robust_z, text, ref=med, score=z),
+        make_hits(finite, "loss_divergence", diverged & ~early, CRITICAL, policy.divergence_ratio,
+                  f"{policy.divergence_samples} consecutive samples vs the last {window}", ref=ref, score=div_ratio),
+        make_hits(finite, "loss_divergence", diverged & early, CRITICAL, policy.divergence_ratio,
+                  f"consecutive samples vs the lowest level of the run's first {window}", ref=ref,
+                  score=div_ratio),
     ]
+    if plausible_max is not None:
+        out.append(make_hits(finite, "loss_implausible", finite.value > plausible_max, CRITICAL, plausible_max,
+                             "each sample"))
+    return out
 
 
 def grad_norm_hits(frame: MetricFrame, policy: GradNormPolicy) -> list[pd.DataFrame]:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ftops.monitoring import detect_anomalies
+from ftops.monitoring.health import run_health
 from ftops.policy import GpuMemoryPolicy, MonitoringPolicy
 
 from .helpers import rules_fired, series
@@ -109,8 +110,18 @@ def test_domain_accuracy_low_and_target():
     by_rule = an.set_index("rule")
     assert by_rule.loc["domain_accuracy_low", "severity"] == "warning"
     assert by_rule.loc["domain_accuracy_low", "n_samples"] == 2
-    assert by_rule.loc["domain_accuracy_target_reached", "severity"] == "info"
+    # reaching the target is news for run_health, not an alert (it was 132 of the demo's 192 alerts)
+    assert set(an["rule"]) == {"domain_accuracy_low"}
     assert detect_anomalies(series("domain_accuracy", [0.85, 0.9])).empty  # edges
+
+
+def test_domain_accuracy_target_reached_is_a_run_health_field():
+    samples = pd.concat([series("domain_accuracy", [0.8, 0.95], every="2h"),
+                         series("training_loss", [1.0, 0.9], every="2h")], ignore_index=True)
+    health = run_health(samples, domain_accuracy_target=0.92).set_index(["metric", "window_start"])
+    acc = health.loc["domain_accuracy", "target_reached"]
+    assert acc.tolist() == [False, True]
+    assert health.loc["training_loss", "target_reached"].isna().all()
 
 
 def test_slow_convergence_from_epochs():
@@ -153,3 +164,26 @@ def test_catalog_covers_every_metric_and_rule():
     assert {r for m in METRIC_CATALOG.values() for r in m.rules} >= set(RULES)
     assert METRIC_CATALOG["grad_norm"].category == "training"
     assert "grad_norm_explosion" in METRIC_CATALOG["grad_norm"].rules
+
+
+def test_non_finite_val_loss_is_critical():
+    an = detect_anomalies(series("val_loss", [1.2, 1.1, np.nan, 1.0], every="30min"))
+    hit = an[an["rule"] == "val_loss_non_finite"]
+    assert len(hit) == 1 and hit["severity"].iloc[0] == "critical" and hit["category"].iloc[0] == "quality"
+
+
+def test_gpu_saturation_is_info_unless_throttling_or_slower():
+    util = series("gpu_utilization_pct", np.full(40, 99.5), every="30s", device="0")
+    an = detect_anomalies(util)
+    assert list(an["rule"]) == ["gpu_overutilized"] and an["severity"].iloc[0] == "info"
+    hot = series("gpu_temperature_c", np.r_[np.full(20, 70.0), np.full(20, 88.0)], every="30s", device="0")
+    cool_other_gpu = series("gpu_temperature_c", np.full(40, 88.0), every="30s", device="1")
+    an = detect_anomalies(pd.concat([util, cool_other_gpu], ignore_index=True))
+    assert an.loc[an["rule"] == "gpu_overutilized", "severity"].tolist() == ["info"]  # another GPU is hot
+    an = detect_anomalies(pd.concat([util, hot], ignore_index=True))
+    row = an[an["rule"] == "gpu_overutilized"].iloc[0]
+    assert row["severity"] == "warning" and "temperature 88" in row["message"]
+    sps = series("samples_per_second", np.r_[np.full(14, 100.0), np.full(6, 50.0)], every="1min")
+    an = detect_anomalies(pd.concat([util, sps], ignore_index=True))
+    row = an[an["rule"] == "gpu_overutilized"].iloc[0]
+    assert row["severity"] == "warning" and "samples/s is degraded" in row["message"]

@@ -55,7 +55,8 @@ def test_loss_spike_and_divergence():
     v[50] = 1.3
     an = detect_anomalies(series("training_loss", v))
     spike = an[an["rule"] == "loss_spike"]
-    assert len(spike) == 1 and spike["severity"].iloc[0] == "warning" and spike["worst_step"].iloc[0] == 510
+    # a spike that comes back is news (info); one that stays is a divergence (critical)
+    assert len(spike) == 1 and spike["severity"].iloc[0] == "info" and spike["worst_step"].iloc[0] == 510
     v = noisy(0.6, 80, 0.05)
     v[60:] = np.linspace(3, 9, 20)
     an = detect_anomalies(series("training_loss", v))
@@ -149,8 +150,68 @@ def test_jobs_and_devices_are_kept_apart_and_unsorted_input_is_fine():
     assert list(an["job_id"]) == ["b"] and list(an["rule"]) == ["loss_non_finite"]
 
 
+def test_samples_of_no_metric_a_rule_reads():
+    # heartbeats only (an agent export of a job whose trainer logs elsewhere): nothing to judge
+    assert detect_anomalies(series("heartbeat", np.ones(5))).empty
+
+
 def test_empty_input():
     from ftops.monitoring.anomalies import ANOMALIES
 
     empty = detect_anomalies(series("training_loss", []))
     assert empty.empty and list(empty.columns) == ANOMALIES.column_names
+
+
+# --- issue 7 §5/§8: alerts a person would question --------------------------------------------------
+
+def test_divergence_over_a_handful_of_points_is_critical():
+    # a short run with an absurd learning rate: five logged losses, each far above the last
+    loss = series("training_loss", [2.3, 2.9, 4.8, 8.5, 15.2], every="10min")
+    lr = series("learning_rate", np.full(5, 5e-3), every="10min")
+    an = detect_anomalies(pd.concat([loss, lr], ignore_index=True))
+    div = an[an["rule"] == "loss_divergence"]
+    assert len(div) == 1 and div["severity"].iloc[0] == "critical", an["message"].tolist()
+    assert div["last_step"].iloc[0] == 50 and "lowest level it had reached 2.3" in div["message"].iloc[0]
+    # the same few points falling are a run that learns
+    falling = series("training_loss", [8.3, 2.1, 0.9, 0.43], every="10min")
+    assert detect_anomalies(falling).empty
+
+
+def test_a_run_that_is_not_learning_warns_once():
+    an = detect_anomalies(series("training_loss", noisy(2.3, 200, 0.02)))
+    assert list(an["rule"]) == ["not_learning"] and an["severity"].iloc[0] == "warning"
+    assert an["worst_step"].iloc[0] == 2000 and "not learning" in an["message"].iloc[0]
+    # too short to judge, and a window into the middle of a run (first step far from the start)
+    assert detect_anomalies(series("training_loss", noisy(2.3, 20, 0.02))).empty
+    middle = series("training_loss", noisy(0.4, 200, 0.02), steps=np.arange(5000, 7000, 10))
+    assert detect_anomalies(middle).empty
+
+
+def test_an_implausible_first_loss_is_critical_without_any_history():
+    # the real Trainer with an absurd learning rate: 1.5e5 at the first log, never NaN
+    an = detect_anomalies(series("training_loss", [1.5e5, 1.2e5, 9.8e4], every="5min"))
+    hit = an[an["rule"] == "loss_implausible"]
+    assert len(hit) == 1 and hit["severity"].iloc[0] == "critical" and hit["n_samples"].iloc[0] == 3
+    assert "1.5e+05 at step 10" in hit["message"].iloc[0]
+    # the bound is a setting: a summed or regression loss switches it off
+    off = dataclasses.replace(MonitoringPolicy(), loss=_with(MonitoringPolicy().loss, plausible_max=None))
+    assert "loss_implausible" not in rules_fired(
+        detect_anomalies(series("training_loss", [1.5e5, 1.2e5, 9.8e4], every="5min"), policy=off))
+
+
+def _with(section, **values):
+    # a policy section with keys ftops.policy may not define yet (catalog.DEFAULTS)
+    out = dataclasses.replace(section)
+    for k, v in values.items():
+        object.__setattr__(out, k, v)
+    return out
+
+
+def test_late_epoch_drift_of_a_converged_run_is_not_rising():
+    # W&B Alpaca: 1.6 -> 0.26, then +25-30 % late in the last epoch, ending far below the start
+    drift = np.r_[np.linspace(1.6, 0.26, 150), np.linspace(0.26, 0.34, 60)]
+    an = detect_anomalies(series("training_loss", drift * noisy(1.0, 210, 0.01)))
+    assert "loss_rising" not in rules_fired(an)
+    # the same rise on a run that had made no progress is a trend
+    flat_then_up = np.r_[np.full(60, 1.0), np.linspace(1.0, 1.4, 30)] * noisy(1.0, 90, 0.01)
+    assert "loss_rising" in rules_fired(detect_anomalies(series("training_loss", flat_then_up)))
