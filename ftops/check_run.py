@@ -1,8 +1,10 @@
 """`ftops check-run`: the monitoring detectors on one run's logs, outside Dagster.
 
 For a person triaging a run: point it at a `trainer_state.json`, a W&B run folder (or its
-`history.csv` / `system_stats.csv`) or a metric JSONL/CSV export, and it prints what the asset
-graph's `anomalies` asset would say about it, with the same policy (`--config ftops.yaml`).
+`history.csv` / `system_stats.csv`), a metric JSONL/CSV export, a folder of exports (a restarted
+job leaves one per start under `<inbox>/metrics/<job_id>/`) or a whole inbox, and it prints what
+the asset graph's `anomalies` asset would say about it, with the same policy (`--config ftops.yaml`).
+A folder stands for the metric files the inbox would read in it, recursively (see `folder_files`).
 
 Exit codes: 0 when the check ran, whether it found alerts or not (alerts are the output, not a
 failure); 2 when an input cannot be read at all or the policy file is invalid, with one line per
@@ -50,6 +52,7 @@ class CheckInput:
     samples: pd.DataFrame
     problems: list[str]  # "<path>: <reason>", one per unreadable input
     rejected: pd.DataFrame  # REJECTED_RECORDS rows that did not make an input unreadable
+    files_read: int = 0  # files and W&B run folders read, after folders were expanded
 
 
 def _is_trainer_state(path: Path) -> bool:
@@ -60,6 +63,32 @@ def _is_trainer_state(path: Path) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     return text.lstrip().startswith("{") and '"log_history"' in text
+
+
+def _is_wandb_run(folder: Path) -> bool:
+    # the W&B reader's own test: one file W&B writes into every run folder, even a run that logged nothing
+    from ftops.readers.wandb import RUN_FILES
+
+    return any((folder / name).is_file() for name in RUN_FILES)
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The metric files an inbox or a folder of exports stands for, recursively, in path order.
+
+    An inbox (a folder with `metrics/` in it) stands for what is under `metrics/`. Left out, as the
+    inbox leaves them out: hidden files, files still being written (`.part`, `.tmp`), files that
+    travel with exports but hold no samples, and types no metric reader reads.
+    """
+    from ftops.readers.inbox import classify, metric_format
+
+    root = folder / "metrics" if (folder / "metrics").is_dir() else folder
+    files = []
+    for path in sorted(root.rglob("*")):
+        relpath = path.relative_to(root).as_posix()
+        if (path.is_file() and classify(f"metrics/{relpath}") == "metrics"
+                and metric_format(relpath) != "unsupported"):
+            files.append(path)
+    return files
 
 
 def _read_one(path: Path) -> ReadResult:
@@ -98,21 +127,35 @@ def _reason(raw: str | Path, source: str, reason: str) -> str:
     return named if len(named) <= _MAX_REASON else named[: _MAX_REASON - 1] + "…"
 
 
+def _inputs(paths: Sequence[str | Path], problems: list[str]) -> list[tuple[str | Path, Path]]:
+    """(name to report, path to read) per input: W&B run folders and files as given, other folders expanded."""
+    inputs: list[tuple[str | Path, Path]] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            problems.append(f"{raw}: file or folder not found")
+        elif path.is_file() or _is_wandb_run(path):
+            inputs.append((raw, path))
+        elif files := folder_files(path):
+            inputs.extend((file, file) for file in files)
+        else:
+            problems.append(f"{raw}: no metric files in this folder (expected a W&B run folder, an inbox with "
+                            "metrics/, or a folder of trainer_state.json, metric exports or Prometheus text files)")
+    return inputs
+
+
 def read_paths(paths: Sequence[str | Path]) -> CheckInput:
     """Read every path into one `metric_samples` table; never raises for bad input."""
     samples: list[pd.DataFrame] = []
     rejected: list[pd.DataFrame] = []
     problems: list[str] = []
     seen: set[Path] = set()
+    inputs = _inputs(paths, problems)
     # a run folder reads its own CSVs: given as well, they would double every sample
-    folders = {Path(p).resolve() for p in paths if Path(p).is_dir()}
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            problems.append(f"{raw}: file or folder not found")
-            continue
+    runs = {path.resolve() for _, path in inputs if path.is_dir()}
+    for raw, path in inputs:
         key = path.resolve()
-        if key in seen or (path.is_file() and key.parent in folders and key.name in _WANDB_CSVS):
+        if key in seen or (path.is_file() and key.parent in runs and key.name in _WANDB_CSVS):
             continue
         seen.add(key)
         result = _read_one(path)
@@ -130,6 +173,7 @@ def read_paths(paths: Sequence[str | Path]) -> CheckInput:
         pd.concat(samples, ignore_index=True) if samples else METRIC_SAMPLES.empty(),
         problems,
         pd.concat(rejected, ignore_index=True) if rejected else REJECTED_RECORDS.empty(),
+        len(seen),
     )
 
 
@@ -257,13 +301,15 @@ def _rejection_note(rejected: pd.DataFrame) -> str | None:
     return f"{len(rejected)} rows rejected while reading ({top}{more})"
 
 
-def _summary(anomalies: pd.DataFrame, samples: pd.DataFrame, n_paths: int) -> str:
+def _summary(anomalies: pd.DataFrame, samples: pd.DataFrame, n_paths: int, n_files: int | None = None) -> str:
     counts = anomalies["severity"].value_counts()
     by = ", ".join(f"{int(counts[s])} {s}" for s in ("critical", "warning", "info") if s in counts)
     jobs = samples["job_id"].nunique() if not samples.empty else 0
     alerts = f"{len(anomalies)} alert{'s' if len(anomalies) != 1 else ''}" + (f" ({by})" if by else "")
+    # a folder is several files: say how many were read, so a missing one shows
+    files = "" if n_files is None or n_files == n_paths else f"{n_files} file{'s' if n_files != 1 else ''} in "
     return (f"{alerts} in {len(samples):,} samples of {jobs} job{'s' if jobs != 1 else ''} "
-            f"from {n_paths} path{'s' if n_paths != 1 else ''}")
+            f"from {files}{n_paths} path{'s' if n_paths != 1 else ''}")
 
 
 # --- command --------------------------------------------------------------------------------------
@@ -274,11 +320,13 @@ def add_check_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         "check-run",
         help="run the monitoring detectors on one run's logs and print the alerts",
         description="Run the monitoring detectors on run logs outside Dagster. PATH is a trainer_state.json, "
-                    "a W&B run folder or its history.csv/system_stats.csv, or a metric JSONL/CSV/Parquet "
-                    "export; samples of all paths are checked together. Exit 0 when the check ran (alerts "
-                    "or not), 2 when an input or the policy cannot be read.",
+                    "a W&B run folder or its history.csv/system_stats.csv, a metric JSONL/CSV/Parquet "
+                    "export, a folder of such files (read recursively) or an inbox; samples of all paths are "
+                    "checked together. Exit 0 when the check ran (alerts or not), 2 when an input or the "
+                    "policy cannot be read.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="run file or W&B run folder")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="run file, W&B run folder, folder of metric exports or inbox")
     parser.add_argument("--json", action="store_true", help="print a JSON list of alert objects instead of a table")
     parser.add_argument("--config", metavar="FTOPS_YAML", help="policy file (default: the built-in thresholds)")
     parser.add_argument("--min-severity", choices=tuple(SEVERITY_ORDER), default="info",
@@ -313,7 +361,7 @@ def run_check(args: argparse.Namespace) -> int:
     if table:
         print(table)
         print()
-    print(_summary(anomalies, found.samples, len(args.paths))
+    print(_summary(anomalies, found.samples, len(args.paths), found.files_read)
           + ("" if args.min_severity == "info" else f" at or above {args.min_severity}"))
     if found.samples.empty:
         print("no metric samples found: nothing to check")

@@ -177,9 +177,15 @@ def test_one_unreadable_path_fails_the_whole_check(tmp_path: Path, capsys: pytes
     assert len(problems) == 1 and problems[0].startswith(f"{bad}: ")
 
 
-def test_folder_that_is_not_a_wandb_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_folder_without_metric_files_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = _run_cli(capsys, str(tmp_path))
-    assert rc == 2 and "not a W&B run folder" in err
+    assert rc == 2 and err.startswith(f"ftops check-run: {tmp_path}: no metric files in this folder (expected ")
+    # what the inbox would not read either is not a metric file
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 8)
+    (tmp_path / ".hidden.jsonl").write_text("{}\n")
+    (tmp_path / "open.jsonl.part").write_text("{}\n")
+    rc, _, err = _run_cli(capsys, str(tmp_path))
+    assert rc == 2 and "no metric files in this folder" in err and len(err.splitlines()) == 1
 
 
 # --- W&B run folder and metric exports -------------------------------------------------------------
@@ -277,6 +283,62 @@ def test_rejected_rows_are_counted_not_fatal(tmp_path: Path, capsys: pytest.Capt
     rc, out, err = _run_cli(capsys, str(path))
     assert rc == 0 and err == ""
     assert "2 rows rejected" in out.splitlines()[-1]
+
+
+def test_folder_of_exports_is_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A restarted job leaves one export per start in `<inbox>/metrics/<job_id>/`: the folder is the run."""
+    folder = tmp_path / "metrics" / "ft-llama-7b-lora-001"
+    first = _jsonl(folder / "hf-20240501T120000000000Z.jsonl")
+    lines = [json.loads(line) for line in first.read_text().splitlines()]
+    # the second start logs on from step 300, and its loss went NaN
+    second = [{**line, "step": line["step"] + 300, "value": "NaN" if line["metric"] == "loss" else line["value"],
+               "ts": (pd.Timestamp(line["ts"]) + pd.Timedelta(hours=1)).isoformat()} for line in lines]
+    (folder / "nested").mkdir()
+    (folder / "nested" / "hf-20240501T130000000000Z.jsonl").write_text(
+        "\n".join(json.dumps(line) for line in second) + "\n")
+    (folder / "hf-20240501T140000000000Z.jsonl.part").write_text('{"half": ')  # still being written
+
+    rc, out, err = _run_cli(capsys, "--json", str(folder))
+    assert rc == 0, err
+    alerts = json.loads(out)
+    nan = [a for a in alerts if a["rule"] == "loss_non_finite"]
+    assert len(nan) == 1 and nan[0]["first_step"] == 300 and nan[0]["job_id"] == "ft-llama-7b-lora-001"
+    # the folder given with one of its files reads that file once
+    rc, out2, _ = _run_cli(capsys, "--json", str(folder), str(first))
+    assert rc == 0 and json.loads(out2) == alerts
+    rc, out, _ = _run_cli(capsys, str(folder))
+    assert rc == 0 and out.splitlines()[-1].endswith("from 2 files in 1 path")
+
+
+def test_inbox_reads_its_metrics_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inbox = tmp_path / "inbox"
+    _jsonl(inbox / "metrics" / "ft-1" / "hf-1.jsonl")
+    _wandb_run(inbox / "metrics" / "a1b2c3d4")
+    _trainer_state(inbox / "metrics" / "job-nan" / "trainer_state.json", nan_at=40)
+    (inbox / "jobs").mkdir()
+    (inbox / "jobs" / "jobs.csv").write_text("job_id,status\nft-1,running\n")  # not metrics: left out
+    (inbox / "billing").mkdir()
+    (inbox / "billing" / "focus.csv").write_text("BilledCost\n1.0\n")
+
+    rc, out, err = _run_cli(capsys, "--json", str(inbox))
+    assert rc == 0, err
+    alerts = json.loads(out)
+    assert {a["job_id"] for a in alerts if a["rule"] == "loss_non_finite"} == {"a1b2c3d4", "job-nan"}
+    assert "learning_rate_out_of_range" in {a["rule"] for a in alerts if a["job_id"] == "ft-llama-7b-lora-001"}
+    # the same as the run folders and files given one by one
+    rc, out2, _ = _run_cli(capsys, "--json", str(inbox / "metrics" / "a1b2c3d4"),
+                           str(inbox / "metrics" / "job-nan" / "trainer_state.json"),
+                           str(inbox / "metrics" / "ft-1" / "hf-1.jsonl"))
+    assert rc == 0 and json.loads(out2) == alerts
+
+
+def test_an_unreadable_file_in_a_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _jsonl(tmp_path / "runs" / "good.jsonl")
+    bad = tmp_path / "runs" / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    rc, out, err = _run_cli(capsys, str(tmp_path / "runs"))
+    assert rc == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith(f"ftops check-run: {bad}: ")
 
 
 # --- policy --------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from ftops.pathparts import safe_path_part
+
 log = logging.getLogger(__name__)
 
 SOURCE = "hf_callback"
@@ -89,7 +91,8 @@ def _write_json_atomic(path: Path, document: Any) -> None:
 class MetricExportWriter:
     """Appends samples to `<inbox>/metrics/<job_id>/<prefix>-<start>.jsonl` in ftops' long format.
 
-    One file per process start, so a restarted run never rewrites what was already ingested.
+    One file per process start, so a restarted run never rewrites what was already ingested. The
+    job id becomes a folder name only after `safe_path_part`, so an id like `../../x` stays inside.
     """
 
     def __init__(self, inbox: str | os.PathLike[str], job_id: str, host: str | None = None,
@@ -98,7 +101,9 @@ class MetricExportWriter:
         self.host = host if host is not None else socket.gethostname()
         self.source = source
         start = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        self.path = Path(inbox) / "metrics" / job_id / f"{prefix}-{start}.jsonl"
+        # the same folder name `ftops agent` uses for this job id; the records keep the id as given
+        self.path = (Path(inbox) / "metrics" / safe_path_part(job_id)
+                     / f"{safe_path_part(prefix)}-{start}.jsonl")
 
     def write(self, samples: Iterable[tuple[str, float, int | None]], device: str | None = None) -> int:
         """Append (metric, value, step) samples stamped now; returns how many lines were written."""
@@ -220,13 +225,69 @@ def _agree(command: dict[str, Any] | None) -> dict[str, Any] | None:
     return box[0]
 
 
+def _model_loss(outputs: Any) -> Any:
+    """The loss a Hugging Face model returned (ModelOutput or dict), or None.
+
+    A plain tuple is left alone: whether its first item is a loss depends on whether labels were given.
+    """
+    get = getattr(outputs, "get", None)
+    loss = get("loss") if callable(get) else None
+    return loss if hasattr(loss, "isfinite") else None
+
+
+class _NonFiniteLossWatch:
+    """Sees every training loss the model returns, before the Trainer's `logging_nan_inf_filter` hides it.
+
+    With the filter on (the Trainer's default), a NaN/Inf training loss counts as the average of the
+    logging window's finite ones, and a window of only NaN losses is logged as 0.0. A forward hook on
+    the model records whether any training-mode loss since the last look was not finite. The flag stays
+    a tensor on the model's device until a log reads it, so training pays no extra synchronisation.
+    Evaluation is left to the Trainer: it logs NaN when every batch's loss was NaN, and a single NaN
+    batch can be a harmless one (all labels ignored), unlike a NaN training step, whose gradients
+    reach the weights.
+    """
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._bad: Any = None  # bool tensor: a non-finite training loss since the last take
+        self.saw_loss = False
+
+    def attach(self, model: Any) -> None:
+        self.detach()
+        if model is not None and hasattr(model, "register_forward_hook"):
+            self._handle = model.register_forward_hook(self._record)
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._bad = None
+
+    def _record(self, module: Any, inputs: Any, outputs: Any) -> None:
+        loss = _model_loss(outputs)
+        if loss is None or not getattr(module, "training", True):
+            return
+        bad = loss.detach().isfinite().all().logical_not()
+        self._bad = bad if self._bad is None else self._bad | bad
+        self.saw_loss = True
+
+    def take(self) -> bool | None:
+        """Whether a training loss was non-finite since the last take; None when none was seen."""
+        bad, self._bad = self._bad, None
+        return None if bad is None else bool(bad)
+
+
 class FtopsCallback(_callback_base()):  # type: ignore[misc]
     """Hugging Face Trainer callback: metric exports for ftops (on_log), control files (on_step_end).
 
     on_log (rank 0 only) appends loss → training_loss, eval_loss → val_loss, learning_rate,
     grad_norm, epoch, and samples_per_second measured between two training logs
     (optimizer steps × per-device batch × gradient accumulation × world size / wall time, less
-    the `eval_runtime` of evaluations in between).
+    the `eval_runtime` of evaluations in between). training_loss is exported as NaN when any loss
+    the model returned in that logging window was NaN or infinite, whatever `logging_nan_inf_filter`
+    made of it for the Trainer's own log: see `_NonFiniteLossWatch`. When the model's outputs carry
+    no `loss` (a custom `compute_loss`), the callback cannot see the raw loss and says so once if
+    the filter is on.
 
     on_step_end, every `poll_every_steps` optimizer steps, obeys the next unobeyed command:
     - terminate: `control.should_save = True` and `control.should_training_stop = True`; the
@@ -237,9 +298,13 @@ class FtopsCallback(_callback_base()):  # type: ignore[misc]
       schedule are built); the launcher must build a new Trainer with them and call
       `train(resume_from_checkpoint=True)`. The effective batch is unchanged, so an optimizer step
       still covers the same number of samples after the restart.
-    - switch_to_spot: logs that the job must be restarted on spot capacity, saves a checkpoint and
-      writes a restart request with `pricing: "spot"`; it stops training only with
-      `stop_on_switch_to_spot=True` (moving needs the scheduler, which can stop the job itself).
+    - switch_to_spot: logs that the job must be restarted on spot capacity and saves a checkpoint.
+      With `stop_on_switch_to_spot=True` it stops training and writes a restart request with
+      `pricing: "spot"`. Otherwise (the default: moving needs the scheduler, which stops the job
+      itself) training goes on and no restart request is written, because the launcher would restart
+      a run that had finished; `pricing: "spot"` joins a later restart request of the same run.
+    A restart request exists only when this callback stopped training, and says `restart: false`
+    (with `finished: true`) when the run had reached `max_steps` anyway.
     Each action_id is written to `<control_dir>/<job_id>.done` when obeyed, so it is obeyed once.
     In distributed runs rank 0 reads the file and broadcasts its decision to every rank.
     """
@@ -261,16 +326,37 @@ class FtopsCallback(_callback_base()):  # type: ignore[misc]
         self.poll_every_steps = poll_every_steps
         self.stop_on_switch_to_spot = stop_on_switch_to_spot
         self._last_log: tuple[int, float] | None = None
+        self._losses = _NonFiniteLossWatch()
+        self._warned_blind = False
+        self._stopped = False  # this callback stopped training and wrote a restart request
+        # what commands obeyed without stopping asked for: it joins a later restart request
+        self._carried: dict[str, Any] = {}
+        self._carried_ids: list[str] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         self._last_log = (int(state.global_step or 0), time.monotonic())
+        if self.writer is not None and getattr(state, "is_world_process_zero", True):
+            self._losses.attach(kwargs.get("model"))
+        return control
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._losses.detach()  # a model trained again by another Trainer gets that Trainer's callback
+        if self._stopped and self.reader is not None and getattr(state, "is_world_process_zero", True):
+            self._settle_restart_request(state)
         return control
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         if self.writer is None or not logs or not getattr(state, "is_world_process_zero", True):
             return control
         step = getattr(state, "global_step", None)
-        samples = [(metric, logs[key], step) for key, metric in LOG_KEYS.items() if _is_number(logs.get(key))]
+        values = {key: logs[key] for key in LOG_KEYS if _is_number(logs.get(key))}
+        if "loss" in values:
+            non_finite = self._losses.take()
+            if non_finite:
+                values["loss"] = math.nan
+            elif non_finite is None:
+                self._warn_if_blind(args)
+        samples = [(LOG_KEYS[key], value, step) for key, value in values.items()]
         if "loss" in logs:
             throughput = self._throughput(args, int(step or 0))
             if throughput is not None:
@@ -280,6 +366,14 @@ class FtopsCallback(_callback_base()):  # type: ignore[misc]
             self._last_log = (self._last_log[0], self._last_log[1] + float(logs["eval_runtime"]))
         self.writer.write(samples)
         return control
+
+    def _warn_if_blind(self, args: Any) -> None:
+        if self._warned_blind or self._losses.saw_loss or not getattr(args, "logging_nan_inf_filter", False):
+            return
+        self._warned_blind = True
+        log.warning("ftops: job %s: the model's outputs carry no loss, so a NaN/Inf training loss reaches ftops "
+                    "only as the Trainer logs it, and logging_nan_inf_filter=True logs it as a finite number; "
+                    "set logging_nan_inf_filter=False for ftops to see it", self.job_id)
 
     def _throughput(self, args: Any, step: int) -> float | None:
         now = time.monotonic()
@@ -302,11 +396,11 @@ class FtopsCallback(_callback_base()):  # type: ignore[misc]
 
     def _obey(self, command: dict[str, Any], args: Any, state: Any, control: Any, zero: bool) -> None:
         action, action_id = command.get("action"), command["action_id"]
-        request: dict[str, Any] = {"resume_from_checkpoint": True, "output_dir": getattr(args, "output_dir", None),
-                                   "stopped_at_step": int(state.global_step or 0)}
+        changes: dict[str, Any] = {}
+        stops, restart = True, True
         if action == "terminate":
             control.should_save = control.should_training_stop = True
-            request["restart"] = False
+            restart = False
             log.warning("ftops: terminating job %s (%s): checkpoint, then stop", self.job_id, command.get("message"))
         elif action == "reduce_batch_size":
             micro, accum = int(command["micro_batch_size"]), int(command["grad_accum"])
@@ -316,34 +410,57 @@ class FtopsCallback(_callback_base()):  # type: ignore[misc]
                 except Exception as exc:  # some transformers versions freeze TrainingArguments
                     log.warning("ftops: cannot set args.%s (%s); the restart request carries it", name, exc)
             control.should_save = control.should_training_stop = True
-            request.update(restart=True, per_device_train_batch_size=micro, gradient_accumulation_steps=accum)
+            changes = {"per_device_train_batch_size": micro, "gradient_accumulation_steps": accum}
             log.warning("ftops: job %s must continue with micro-batch %d × accumulation %d: checkpoint, stop, "
                         "restart from the checkpoint", self.job_id, micro, accum)
         elif action == "switch_to_spot":
             control.should_save = True
-            control.should_training_stop = control.should_training_stop or self.stop_on_switch_to_spot
-            request.update(restart=True, pricing="spot")
-            log.warning("ftops: job %s should move to spot capacity: checkpoint saved for a restart on spot",
-                        self.job_id)
+            stops = self.stop_on_switch_to_spot
+            control.should_training_stop = control.should_training_stop or stops
+            changes = {"pricing": "spot"}
+            log.warning("ftops: job %s should move to spot capacity: checkpoint saved for a restart on spot%s",
+                        self.job_id, "" if stops else "; training goes on until the scheduler moves it")
         else:
             log.warning("ftops: job %s got unknown control action %r (ignored)", self.job_id, action)
-            request = {}
+            stops, changes = False, {}
+        known = action in ("terminate", "reduce_batch_size", "switch_to_spot")
         if zero:
-            if request:
-                self._merge_restart_request(action_id, request)
+            if known and (stops or self._stopped):
+                request = {"resume_from_checkpoint": True, "output_dir": getattr(args, "output_dir", None),
+                           "stopped_at_step": int(state.global_step or 0), **self._carried, **changes}
+                self._merge_restart_request([*self._carried_ids, action_id], request, restart)
+                self._carried, self._carried_ids = {}, []
+            elif known:
+                self._carried.update(changes)
+                self._carried_ids.append(action_id)
             self.reader.mark_done(action_id)
+        self._stopped = self._stopped or (known and stops)
 
-    def _merge_restart_request(self, action_id: str, request: dict[str, Any]) -> None:
+    def _merge_restart_request(self, action_ids: list[str], request: dict[str, Any], restart: bool) -> None:
         # Two commands before one restart (spot, then a smaller batch) must both survive it.
         path = restart_request_path(self.reader.control_dir, self.job_id)
         try:
             merged = json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             merged = {}
-        wanted = request.pop("restart")
-        restart = bool(merged.get("restart", True)) and wanted  # a terminate is never undone
-        merged.update(request, restart=restart, action_ids=[*merged.get("action_ids", []), action_id])
+        restart = bool(merged.get("restart", True)) and restart  # a terminate is never undone
+        merged.update(request, restart=restart, action_ids=[*merged.get("action_ids", []), *action_ids])
         _write_json_atomic(path, merged)
+
+    def _settle_restart_request(self, state: Any) -> None:
+        # A command obeyed at the last step stops a run that was ending anyway: restarting it would
+        # train past max_steps.
+        max_steps = int(getattr(state, "max_steps", 0) or 0)
+        if max_steps <= 0 or int(state.global_step or 0) < max_steps:
+            return
+        path = restart_request_path(self.reader.control_dir, self.job_id)
+        try:
+            request = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return
+        if request.get("restart"):
+            log.warning("ftops: job %s reached max_steps (%d): no restart needed", self.job_id, max_steps)
+            _write_json_atomic(path, {**request, "restart": False, "finished": True})
 
 
 def _is_number(value: Any) -> bool:

@@ -30,7 +30,7 @@ HISTORY = "history.csv"
 SYSTEM_STATS = "system_stats.csv"
 METADATA = "wandb-metadata.json"
 # files W&B writes into every run folder; one of them makes a folder a run even when it logged nothing
-_RUN_FILES = (HISTORY, SYSTEM_STATS, METADATA, "wandb-summary.json", "config.yaml")
+RUN_FILES = (HISTORY, SYSTEM_STATS, METADATA, "wandb-summary.json", "config.yaml")
 
 # history.csv keys that the shared alias table does not know, or knows with another meaning
 HISTORY_KEYS: dict[str, str | None] = {
@@ -244,9 +244,9 @@ def read_wandb_run(path: str | Path, job_id: str | None = None) -> ReadResult:
     p = Path(path)
     if p.is_dir():
         run_dir = p
-        if not any((p / name).is_file() for name in _RUN_FILES):
+        if not any((p / name).is_file() for name in RUN_FILES):
             return ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_file(
-                str(path), TABLE, f"not a W&B run folder: none of {', '.join(_RUN_FILES)}"))
+                str(path), TABLE, f"not a W&B run folder: none of {', '.join(RUN_FILES)}"))
         files = [p / name for name in (HISTORY, SYSTEM_STATS) if (p / name).is_file()]
     elif p.is_file():
         run_dir, files = p.parent, [p]

@@ -1,4 +1,7 @@
-"""The Hugging Face callback and the control-file reader, with fake Trainer objects (no transformers here)."""
+"""The Hugging Face callback and the control-file reader, with fake Trainer objects.
+
+These run whether or not transformers is installed; ftops_tests/test_integrations/ runs the real Trainer.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from ftops.actions.actuators import ControlFileActuator
-from ftops.integrations.hf import ControlFileReader, FtopsCallback, take_restart_request
+from ftops import agent
+from ftops.integrations.hf import ControlFileReader, FtopsCallback, MetricExportWriter, take_restart_request
+from ftops.pathparts import safe_path_part
 from ftops.readers.metric_export import read_metric_export
 
 from .test_actuators import planned
@@ -66,6 +71,30 @@ def test_on_log_writes_canonical_lines_the_reader_accepts(tmp_path):
     assert by_metric["samples_per_second"][1] == pytest.approx(640.0, rel=0.2)
     assert "train_loss" not in by_metric and len(by_metric["samples_per_second"]) == 2
     assert samples["step"].tolist()[:5] == [10] * 5
+
+
+@pytest.mark.parametrize("job_id", ["../../escaped", "..", "a/../../b", "ft 1\\..\\x"])
+def test_export_writer_stays_inside_the_inbox(tmp_path, job_id):
+    inbox = tmp_path / "deep" / "inbox"
+    MetricExportWriter(inbox, job_id, prefix="../hf").write([("training_loss", 1.0, 1)])
+
+    [path] = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert path.parent.parent == inbox / "metrics"
+    # the folder `ftops agent` writes this job's samples to, and the job id unchanged inside
+    assert path.parent.name == safe_path_part(job_id) == agent._path_part(job_id)
+    assert read_metric_export(path).accepted["job_id"].tolist() == [job_id]
+
+
+def test_says_once_when_it_cannot_see_the_raw_loss(tmp_path, caplog):
+    """No model loss to watch (a custom compute_loss) and the Trainer's NaN filter on: NaN may hide."""
+    callback = FtopsCallback("ft-1", inbox=tmp_path)
+    args, state, control = trainer_objects()
+    callback.on_train_begin(args, state, control, model=None)
+    for step, nan_filter in ((2, False), (4, True), (6, True)):
+        args.logging_nan_inf_filter, state.global_step = nan_filter, step
+        callback.on_log(args, state, control, logs={"loss": 0.0})
+    warnings = [r for r in caplog.records if "logging_nan_inf_filter=False" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
 def test_on_log_writes_only_on_the_main_process(tmp_path):
@@ -124,6 +153,28 @@ def test_terminate_comes_first_and_is_never_restarted(tmp_path):
     assert ControlFileReader(tmp_path, "ft-1").poll() is None
 
 
+def test_switch_to_spot_that_keeps_training_leaves_no_restart_request(tmp_path):
+    actuator = ControlFileActuator(tmp_path)
+    spot = planned(job_id="ft-1", action="switch_to_spot", params={"pricing": "spot"}, level=90.0)
+    actuator.apply(spot)
+    callback = FtopsCallback("ft-1", control_dir=tmp_path, poll_every_steps=1)
+    args, state, control = trainer_objects(step=3)
+    callback.on_step_end(args, state, control)
+    assert control.should_save and not control.should_training_stop
+    assert take_restart_request(tmp_path, "ft-1") is None  # the run goes on to its end: nothing to restart
+
+    # a later command that does stop the run carries the spot request into its restart request
+    smaller = planned(job_id="ft-1")
+    actuator.apply(smaller)
+    control.should_save = False
+    state.global_step = 4
+    callback.on_step_end(args, state, control)
+    request = take_restart_request(tmp_path, "ft-1")
+    assert request["restart"] is True and request["pricing"] == "spot"
+    assert (request["per_device_train_batch_size"], request["gradient_accumulation_steps"]) == (4, 8)
+    assert request["action_ids"] == [spot.action_id, smaller.action_id]
+
+
 def test_switch_to_spot_can_stop_training(tmp_path):
     ControlFileActuator(tmp_path).apply(planned(job_id="ft-1", action="switch_to_spot", params={"pricing": "spot"}))
     args, state, control = trainer_objects(step=10)
@@ -169,15 +220,30 @@ def test_other_ranks_follow_rank_zero(tmp_path, monkeypatch):
     assert not (tmp_path / "ft-1.done").exists()  # only rank 0 records what was obeyed
 
 
-def test_without_transformers_every_hook_exists_and_does_nothing(tmp_path):
-    callback = FtopsCallback("ft-1")
-    args, state, control = trainer_objects()
-    for hook in ("on_init_end", "on_epoch_begin", "on_substep_end", "on_evaluate", "on_save", "on_predict",
-                 "on_prediction_step", "on_optimizer_step"):
-        assert getattr(callback, hook)(args, state, control) is None
-    assert callback.on_step_end(args, state, control) is control  # no control_dir: nothing to poll
-    with pytest.raises(AttributeError):
-        callback.not_a_hook
+def test_without_transformers_every_hook_exists_and_does_nothing():
+    # transformers may be installed here (CI installs it): block it, so the stand-in base is what is tested
+    script = textwrap.dedent("""
+        import sys
+        from types import SimpleNamespace
+        sys.modules["transformers"] = None  # `import transformers` now raises ImportError
+        import ftops.integrations.hf as hf
+        assert hf.FtopsCallback.__mro__[1] is hf._HookDefaults, hf.FtopsCallback.__mro__
+        callback = hf.FtopsCallback("ft-1")
+        args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=4)
+        state = SimpleNamespace(global_step=0, is_world_process_zero=True)
+        control = SimpleNamespace(should_save=False, should_training_stop=False)
+        for hook in ("on_init_end", "on_epoch_begin", "on_substep_end", "on_evaluate", "on_save", "on_predict",
+                     "on_prediction_step", "on_optimizer_step", "on_pre_optimizer_step", "on_step_begin"):
+            assert getattr(callback, hook)(args, state, control) is None, hook
+        for hook in ("on_train_begin", "on_step_end", "on_log", "on_train_end"):
+            assert getattr(callback, hook)(args, state, control) is control, hook  # no inbox, no control_dir
+        try:
+            callback.not_a_hook
+        except AttributeError:
+            print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
     with pytest.raises(ValueError):
         FtopsCallback("ft-1", poll_every_steps=0)
 
