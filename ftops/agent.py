@@ -41,7 +41,7 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 DEFAULT_ROTATE_SECONDS = 300.0
 DEFAULT_ROTATE_BYTES = 8 * 1024 * 1024
 DEFAULT_PORT = 9400
-DEFAULT_LISTEN = "0.0.0.0"
+DEFAULT_LISTEN = "127.0.0.1"  # /metrics tells anyone who can reach it what runs where: opt in to more
 PROMETHEUS_LABELS = ("job_id", "host", "device")
 
 # Canonical metrics (schemas.METRIC_UNITS) this agent can emit, in the order they appear in a tick.
@@ -507,7 +507,9 @@ def configure_agent_parser(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="close an export once it reaches this size (default: %(default)s)")
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
                         help="port for Prometheus /metrics; 0 disables it (default: %(default)s)")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN, help="address to serve /metrics on (default: %(default)s)")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN,
+                        help="address to serve /metrics on (default: %(default)s, this machine only; "
+                        "0.0.0.0 lets a Prometheus on another host scrape it)")
     parser.add_argument("--iterations", type=_positive_int, default=None,
                         help="stop after this many samples (default: run until SIGTERM/Ctrl-C)")
     parser.set_defaults(func=run_agent)

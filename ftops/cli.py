@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -11,6 +12,13 @@ from pathlib import Path
 
 DEMO_MARKER = "ftops-demo.json"
 DEMO_CONFIG = ".ftops/ftops.yaml"  # one of definitions.DEFAULT_CONFIGS: dagster dev finds it too
+DEMO_HOME = ".ftops/dagster_home"  # runner.open_instance's instance when DAGSTER_HOME is unset
+DEMO_RESET = (
+    "A re-run starts from scratch: it deletes the inbox, the warehouse (the action ledger included) "
+    f"and, unless DAGSTER_HOME is set, the demo's Dagster instance in {DEMO_HOME} (runs, sensor cursors), "
+    "so budget enforcement acts again; stop `dagster dev` first. With DAGSTER_HOME set, that instance "
+    "is never touched and must hold no runs."
+)
 
 
 def _print_step(message: str) -> None:
@@ -38,16 +46,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env_settings = settings_from_env()
     inbox = Path(args.inbox or env_settings.inbox)
     warehouse = Path(args.warehouse or env_settings.warehouse)
-    for folder in (inbox, warehouse):
+    # Warehouse, ledger and instance are reset together: a fresh ledger under an instance whose
+    # sensors remember the last demo's crossings would never enforce again.
+    home = None if os.environ.get("DAGSTER_HOME") else Path(DEMO_HOME)
+    for folder in (inbox, warehouse, *([home] if home else [])):
         if not _owned_by_demo(folder):
             print(f"ftops demo: {folder} holds data that the demo did not write; "
-                  "pass --inbox/--warehouse to use other folders", file=sys.stderr)
+                  "pass --inbox/--warehouse to use other folders (or set DAGSTER_HOME for the instance)",
+                  file=sys.stderr)
             return 2
     started = time.perf_counter()
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        (home / DEMO_MARKER).write_text(json.dumps({"seed": args.seed}))
+    instance = open_instance()
+    if instance.get_runs_count() > 0:  # DAGSTER_HOME, or a dagster.yaml that keeps runs elsewhere
+        print("ftops demo: the Dagster instance already holds runs, and its sensors would remember them; "
+              "unset DAGSTER_HOME or point it to an empty folder", file=sys.stderr)
+        return 2
     for folder in (inbox, warehouse):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         (folder / DEMO_MARKER).write_text(json.dumps({"seed": args.seed}))
+    reset = f"inbox, warehouse and action ledger{'' if home is None else f', Dagster instance {home}'}"
+    _print_step(f"      starting from scratch: reset {reset}")
 
     _print_step(f"[1/4] writing a synthetic fleet: {args.jobs} jobs over {args.days} days (seed {args.seed}) ...")
     t = time.perf_counter()
@@ -79,7 +102,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"{'' if live else '     '} read in {time.perf_counter() - t:.1f} s", flush=True)
 
     _print_step("[3/4] materialising the asset graph on the Dagster instance ...")
-    instance = open_instance()
     results = materialize_graph(
         defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
         progress=lambda name, seconds: _print_step(f"      {name}: done in {seconds:.1f} s"),
@@ -111,8 +133,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite(value, digits: int) -> float | None:
+    """A rounded float, or None for a missing or non-finite value (strict JSON has no Infinity)."""
+    import math
+
+    import pandas as pd
+
+    if value is None or pd.isna(value) or not math.isfinite(float(value)):
+        return None
+    return round(float(value), digits)
+
+
+def budget_verdict(spend: float | None, limit: float | None, usage_pct: float | None,
+                   forecast: float | None) -> str:
+    """What a person needs to read first: over budget, heading there, or fine."""
+    if spend is None:
+        return "spend unknown: a cost is not a finite number (see billing_line_items)"
+    if limit is None:
+        return "no limit"
+    if spend > limit:
+        share = f"{usage_pct:.1f} %" if usage_pct is not None else "of a zero budget"
+        return f"OVER BUDGET by ${spend - limit:,.2f} ({share})"
+    if forecast is not None and forecast > limit:
+        return f"forecast to exceed by period end (${forecast:,.2f}, ${forecast - limit:,.2f} over)"
+    return "within budget"
+
+
 def budget_lines(status, ledger):
-    """One row per budget category: spend, limit, usage, forecast, crossed thresholds, last action."""
+    """One row per budget category: spend, limit, usage, forecast, verdict, crossed thresholds, last action."""
     import pandas as pd
 
     last = {}
@@ -123,18 +171,28 @@ def budget_lines(status, ledger):
     rows = []
     for r in status.itertuples():
         category = r.budget_category if isinstance(r.budget_category, str) else "(no category)"
+        spend, limit = _finite(r.spend_usd, 2), _finite(r.limit_usd, 2)
+        usage, forecast = _finite(r.usage_pct, 1), _finite(r.forecast_period_end_usd, 2)
         rows.append({
             "budget_category": category,
             "period": r.period_key,
-            "spend_usd": round(float(r.spend_usd), 2),
-            "limit_usd": None if pd.isna(r.limit_usd) else round(float(r.limit_usd), 2),
-            "usage_pct": None if pd.isna(r.usage_pct) else round(float(r.usage_pct), 1),
-            "forecast_period_end_usd": round(float(r.forecast_period_end_usd), 2),
+            "spend_usd": spend,
+            "limit_usd": limit,
+            "usage_pct": usage,
+            "forecast_period_end_usd": forecast,
+            "over_budget_usd": None if spend is None or limit is None else round(max(spend - limit, 0.0), 2),
+            "forecast_over_budget": bool(limit is not None and forecast is not None and forecast > limit),
+            "verdict": budget_verdict(spend, limit, usage, forecast),
             "thresholds_crossed": json.loads(r.thresholds_crossed),
             "mode": None if pd.isna(r.mode) else r.mode,
             "last_action": last.get(r.budget_category),
         })
     return rows
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
@@ -145,25 +203,34 @@ def cmd_budget(args: argparse.Namespace) -> int:
     from ftops.definitions import ledger_folder, settings_from_env
 
     settings = settings_from_env()
-    status = read_table(settings.warehouse, dg.AssetKey("budget_status"))
+    try:
+        status = read_table(settings.warehouse, dg.AssetKey("budget_status"))
+        ledger = LedgerStore(ledger_folder(settings)).load() if status is not None else None
+    # a corrupt Parquet file (ArrowInvalid is a ValueError), an unknown fsspec scheme, a missing driver
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"ftops budget: cannot read the budget status in {settings.warehouse}: {_one_line(exc)}",
+              file=sys.stderr)
+        return 2
     if status is None:
         print(f"ftops budget: no budget_status in {settings.warehouse} yet; materialise it "
               "(ftops demo, or the costs group in dagster dev)", file=sys.stderr)
         return 2
-    rows = budget_lines(status, LedgerStore(ledger_folder(settings)).load())
+    rows = budget_lines(status, ledger)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, allow_nan=False))
         return 0
     from tabulate import tabulate
 
-    table = [[r["budget_category"], r["period"], f"{r['spend_usd']:,.2f}",
-              "-" if r["limit_usd"] is None else f"{r['limit_usd']:,.2f}",
+    def money(value):
+        return "-" if value is None else f"{value:,.2f}"
+
+    table = [[r["budget_category"], r["period"], money(r["spend_usd"]), money(r["limit_usd"]),
               "-" if r["usage_pct"] is None else f"{r['usage_pct']:.1f}%",
-              f"{r['forecast_period_end_usd']:,.2f}",
+              money(r["forecast_period_end_usd"]), r["verdict"],
               ", ".join(f"{t:g}%" for t in r["thresholds_crossed"]) or "-", r["mode"] or "-",
               r["last_action"] or "-"] for r in rows]
     print(tabulate(table, headers=["category", "period", "spend USD", "limit USD", "used", "forecast USD",
-                                   "crossed", "mode", "last action"], disable_numparse=True))
+                                   "verdict", "crossed", "mode", "last action"], disable_numparse=True))
     return 0
 
 
@@ -171,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftops", description="Operations for fine-tuning fleets.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="write a synthetic fleet into a fresh inbox and materialise the graph")
+    demo = sub.add_parser("demo", help="write a synthetic fleet into a fresh inbox and materialise the graph",
+                          description="Write a synthetic fleet into a fresh inbox and materialise the graph. "
+                          + DEMO_RESET)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--jobs", type=int, default=40)
     demo.add_argument("--days", type=int, default=7)
@@ -193,7 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) has gone: point stdout at devnull so the exit flush stays quiet
+        # (the recipe of Python's signal module documentation)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

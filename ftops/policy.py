@@ -2,12 +2,15 @@
 
 Every threshold of ARCHITECTURE.md §4 has the spec's default. Loading is strict: an unknown key,
 a wrong type or a value outside its allowed set fails with a `PolicyError` that names the key
-path (for example `budgets.research.mode`) and what is allowed.
+path (for example `budgets.research.mode`) and what is allowed. Values are range-checked too
+(no NaN, nothing negative, percentages within 0-100, warning levels not above critical ones, ladder
+steps in order) and a key given twice in the YAML is refused rather than silently overwritten.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -22,6 +25,7 @@ class PolicyError(ValueError):
 
 
 Severity = Literal["info", "warning", "critical"]
+NotifierName = Literal["log", "webhook", "slack", "alertmanager"]  # what defs/notifiers.py builds
 BudgetMode = Literal["off", "dry_run", "enforce"]
 BudgetPeriod = Literal["month", "week", "day"]
 
@@ -192,7 +196,7 @@ class Route:
     """Where alerts of a severity (and optionally a category) go: names of configured notifiers."""
 
     severity: Severity
-    notifiers: tuple[str, ...] = ("log",)
+    notifiers: tuple[NotifierName, ...] = ("log",)
     category: Literal["training", "resource", "quality", "cost"] | None = None
 
 
@@ -200,6 +204,18 @@ class Route:
 class InstancePrice:
     on_demand_usd_per_hour: float
     spot_usd_per_hour: float | None = None
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    """What the ingest refuses or holds back before anything can act on it."""
+
+    # rows dated later than now + this are rejected (clock skew between hosts is tolerated)
+    future_tolerance_hours: float = 24.0
+    # a billing line above this is held as suspicious: kept, flagged, excluded from enforcement
+    max_line_item_cost_usd: float = 100000.0
+    # suspicious line ids a person has confirmed as real; they count again
+    confirmed_line_items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,6 +229,7 @@ class Policy:
     prices: dict[str, InstancePrice] = field(default_factory=dict)
     job_tag_key: str = "job_id"
     budget_tag_key: str = "budget_category"
+    ingest: IngestPolicy = field(default_factory=IngestPolicy)
 
 
 def _type_name(tp: Any) -> str:
@@ -231,6 +248,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], path)
     if origin is Literal:
+        if value is False and "off" in args:
+            return "off"  # YAML 1.1 reads an unquoted `off` as false
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
             raise PolicyError(f"{path}: {value!r} is not allowed; allowed values: {allowed}")
@@ -246,6 +265,12 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise PolicyError(f"{path}: expected a list, got {type(value).__name__}")
         return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
     if tp is float:
+        if isinstance(value, str):
+            # PyYAML follows YAML 1.1, which reads `1e6` (no dot) as a string
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise PolicyError(f"{path}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PolicyError(f"{path}: expected a number, got {value!r}")
         return float(value)
@@ -284,8 +309,107 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
+def _refuse(path: str, value: Any, rule: str) -> None:
+    raise PolicyError(f"{path}: {value!r} is not allowed; {rule}")
+
+
+# Ratios that are shares of a whole (a 1.5 memory ratio is not a state a machine can be in);
+# the spike and divergence ratios are multiples of the recent level, so they start at 1 instead.
+_FRACTIONS = {
+    "monitoring.loss.trend_increase_ratio", "monitoring.throughput.degradation_ratio",
+    "monitoring.gpu_memory.used_ratio_warning", "monitoring.gpu_memory.used_ratio_critical",
+    "monitoring.host_memory.warning_ratio", "monitoring.host_memory.critical_ratio",
+    "monitoring.validation.improvement_ratio", "monitoring.validation.overfitting_min_rise_ratio",
+    "monitoring.domain_accuracy.minimum", "monitoring.domain_accuracy.target",
+    "monitoring.convergence.plateau_tolerance",
+}
+_MULTIPLES = {
+    "monitoring.loss.spike_min_ratio", "monitoring.loss.divergence_ratio",
+    "monitoring.grad_norm.spike_min_ratio", "monitoring.grad_norm.explosion_ratio",
+}
+# (lower, upper): the lower must not exceed the upper when both are set
+_ORDERED = [
+    ("monitoring.learning_rate.min", "monitoring.learning_rate.max"),
+    ("monitoring.gpu_utilization.under_pct", "monitoring.gpu_utilization.optimal_min_pct"),
+    ("monitoring.gpu_utilization.optimal_min_pct", "monitoring.gpu_utilization.optimal_max_pct"),
+    ("monitoring.gpu_utilization.optimal_max_pct", "monitoring.gpu_utilization.over_pct"),
+    ("monitoring.gpu_memory.copy_util_warning_pct", "monitoring.gpu_memory.copy_util_critical_pct"),
+    ("monitoring.gpu_memory.used_ratio_warning", "monitoring.gpu_memory.used_ratio_critical"),
+    ("monitoring.cpu.optimal_min_pct", "monitoring.cpu.optimal_max_pct"),
+    ("monitoring.cpu.optimal_max_pct", "monitoring.cpu.alert_pct"),
+    ("monitoring.host_memory.warning_ratio", "monitoring.host_memory.critical_ratio"),
+    ("monitoring.domain_accuracy.minimum", "monitoring.domain_accuracy.target"),
+    ("monitoring.cost.target_usd_per_sample", "monitoring.cost.benchmark_usd_per_sample"),
+]
+_LADDER_ORDER = ("switch_to_spot_pct", "halve_batch_pct", "terminate_non_critical_pct")
+
+
+def _numbers(obj: Any, path: str):
+    """(key path, value) of every number in the policy, bools excluded."""
+    if dataclasses.is_dataclass(obj):
+        for f in fields(obj):
+            yield from _numbers(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(obj, tuple):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path, obj
+
+
+def _validate(policy: Policy) -> None:
+    """Range rules the types cannot express; each failure names the key path."""
+    values = {}
+    for path, value in _numbers(policy, ""):
+        # every number in the policy is a size, a time, a price, a count or a level: none is negative
+        if not (math.isfinite(value) and value >= 0):  # `not >=` also catches NaN
+            _refuse(path, value, "must be a finite number >= 0")
+        leaf = path.rsplit(".", 1)[-1]
+        if (leaf.endswith("_pct") or ".alert_thresholds_pct[" in path) and value > 100:
+            _refuse(path, value, "a percentage must be between 0 and 100")
+        if path in _FRACTIONS and value > 1:
+            _refuse(path, value, "a ratio of a whole must be between 0 and 1")
+        if path in _MULTIPLES and value < 1:
+            _refuse(path, value, "a multiple of the recent level must be at least 1")
+        values[path] = value
+    for lower, upper in _ORDERED:
+        if lower in values and upper in values and values[lower] > values[upper]:
+            _refuse(lower, values[lower], f"must not be above {upper} ({values[upper]!r})")
+    for name, budget in policy.budgets.items():
+        steps = [(step, getattr(budget.ladder, step)) for step in _LADDER_ORDER]
+        steps = [(step, level) for step, level in steps if level is not None]
+        for (low_step, low), (high_step, high) in zip(steps, steps[1:]):
+            if low > high:  # a terminate level below the gentler steps terminates first
+                _refuse(f"budgets.{name}.ladder.{high_step}", high,
+                        f"ladder levels must rise in the order {', '.join(_LADDER_ORDER)}; "
+                        f"it is below {low_step} ({low!r})")
+    for key in ("job_tag_key", "budget_tag_key"):
+        if not getattr(policy, key).strip():
+            _refuse(key, getattr(policy, key), "the tag key must not be empty")
+    if policy.ingest.max_line_item_cost_usd == 0:
+        _refuse("ingest.max_line_item_cost_usd", 0.0, "must be > 0")
+
+
 def policy_from_dict(data: dict[str, Any] | None) -> Policy:
-    return _build(Policy, data or {}, "")
+    policy = _build(Policy, data or {}, "")
+    _validate(policy)
+    return policy
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice: plain YAML keeps the last one silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (each key may appear once per section)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_policy(path: str | Path | None) -> Policy:
@@ -296,7 +420,11 @@ def load_policy(path: str | Path | None) -> Policy:
     if not path.exists():
         raise PolicyError(f"{path}: policy file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise PolicyError(f"{path}: not valid YAML at {where}: {exc.problem}") from exc
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
     try:

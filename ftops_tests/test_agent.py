@@ -338,7 +338,7 @@ def test_agent_subcommand_end_to_end(tmp_path: Path, monkeypatch) -> None:
     args = parser.parse_args(
         ["agent", "--job-id", "ft-42", "--iterations", "2", "--interval", "0.2", "--port", "0"]
     )
-    assert (args.interval, args.rotate_seconds, args.listen) == (0.2, 300.0, "0.0.0.0")
+    assert (args.interval, args.rotate_seconds, args.listen) == (0.2, 300.0, "127.0.0.1")
     assert args.func(args) == 0
 
     files = list((tmp_path / "metrics" / "ft-42").glob("agent-*.jsonl"))
@@ -389,3 +389,13 @@ def test_signal_stops_the_agent_cleanly_and_publishes_the_open_file(tmp_path: Pa
     files = list(folder.glob("*.jsonl"))
     assert len(files) == 1 and _read_lines(files[0])
     assert output.count("NVML not available") <= 1
+
+
+def test_metrics_listen_on_loopback_unless_asked():
+    from ftops.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["agent"]).listen == "127.0.0.1"
+    assert parser.parse_args(["agent", "--listen", "0.0.0.0"]).listen == "0.0.0.0"
+    agent_help = parser._subparsers._group_actions[0].choices["agent"].format_help()
+    assert "default: 127.0.0.1" in agent_help and "0.0.0.0 lets a Prometheus on another host" in " ".join(agent_help.split())

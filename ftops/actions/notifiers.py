@@ -152,7 +152,8 @@ def _opt_str(x: Any) -> str | None:
 
 
 def _ts(x: Any) -> datetime:
-    return utc_timestamp(x).to_pydatetime().astimezone(timezone.utc)
+    # datetime holds microseconds; cut the nanoseconds explicitly rather than have pandas warn
+    return utc_timestamp(x).floor("us").to_pydatetime().astimezone(timezone.utc)
 
 
 def _opt_ts(x: Any) -> datetime | None:

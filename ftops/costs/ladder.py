@@ -121,3 +121,67 @@ def plan_actions(
                 plan(job_id, "reduce_batch_size", halved)
     order = {"switch_to_spot": 0, "reduce_batch_size": 1, "terminate": 2}
     return sorted(planned, key=lambda a: (a.level_pct, order[a.action], a.job_id))
+
+
+def _percent(level: float) -> str:
+    return f"{level:g} %"
+
+
+def explain_nothing_planned(
+    status_row: Mapping[str, Any] | pd.Series,
+    jobs: pd.DataFrame,
+    policy: BudgetPolicy,
+    period_key: str,
+    already_applied: set[str],
+    level_pct: float,
+) -> str:
+    """Why a crossing of `level_pct` plans no action, in words a person can check.
+
+    Mirrors `plan_actions`: an enforcement run that does nothing must say which rule held it back.
+    """
+    if policy.mode == "off":
+        return "mode is off: this budget alerts and never acts"
+    usage = status_row["usage_pct"]
+    if usage is None or usage is pd.NA or math.isnan(float(usage)):
+        return "usage is unknown (the budget has no limit or no spend)"
+    usage = float(usage)
+    category = str(status_row["budget_category"])
+    levels = ladder_levels(policy.ladder)
+    steps = [action for action, level in levels.items() if level == float(level_pct)]
+    if not steps:
+        ladder = ", ".join(f"{a} at {_percent(lvl)}" for a, lvl in levels.items()) or "no ladder steps"
+        return f"{_percent(level_pct)} is an alert threshold, not a ladder step ({ladder})"
+    in_category = jobs["budget_category"].astype("string").eq(category).fillna(False)
+    running = jobs["status"].astype("string").eq("running").fillna(False)
+    mine = jobs[(in_category & running).to_numpy()].drop_duplicates("job_id").sort_values("job_id")
+    if mine.empty:
+        return f"no running jobs in budget {category!r}"
+    terminate_level = levels.get("terminate")
+    terminating = terminate_level is not None and usage >= terminate_level
+    critical = dict(zip(mine["job_id"].astype(str), mine["critical"].astype("boolean").fillna(False).astype(bool)))
+
+    why: dict[str, list[str]] = {}
+    for job in mine.itertuples(index=False):
+        job_id = str(job.job_id)
+        if terminating and not critical[job_id] and "terminate" not in steps:
+            reason = f"already planned for termination at {_percent(terminate_level)}"
+        else:
+            reasons = []
+            for action in steps:
+                if action_key(job_id, action, TRIGGER, levels[action], category, period_key) in already_applied:
+                    reasons.append(f"{action} already recorded this period")
+                elif action == "terminate":
+                    reasons.append("marked critical")
+                elif action == "switch_to_spot":
+                    reasons.append(f"not on demand ({getattr(job, 'pricing', None) or 'pricing unknown'})")
+                else:
+                    reasons.append("micro-batch unknown or already 1")
+            reason = "; ".join(reasons)
+        why.setdefault(reason, []).append(job_id)
+    n = len(mine)
+    subject = "the running job" if n == 1 else ("both running jobs" if n == 2 else f"all {n} running jobs")
+    if len(why) == 1:
+        (reason, ids), = why.items()
+        return f"{subject} ({', '.join(ids)}) {'is' if n == 1 else 'are'} {reason}" if reason.startswith(
+            "already planned") else f"{subject} ({', '.join(ids)}): {reason}"
+    return "; ".join(f"{', '.join(ids)}: {reason}" for reason, ids in why.items())

@@ -18,7 +18,7 @@ from ftops.actions.actuators import Actuator, ControlFileActuator, RecordActuato
 from ftops.actions.delivery import route
 from ftops.actions.ledger_store import LedgerStore, execute_actions
 from ftops.actions.notifiers import AlertMessage, NotifierError
-from ftops.costs.ladder import PlannedAction, plan_actions
+from ftops.costs.ladder import PlannedAction, explain_nothing_planned, plan_actions
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
 from ftops.defs.io_manager import write_table
 from ftops.defs.notifiers import NotifiersResource
@@ -83,6 +83,7 @@ class EnforcementConfig(dg.Config):
     limit_usd: float
     mode: str
     planned_actions: list[dict[str, Any]] = []
+    no_action_reason: str = ""  # why this crossing plans nothing, said in the run's logs and metadata
 
 
 def _action_to_config(action: PlannedAction) -> dict[str, Any]:
@@ -106,7 +107,8 @@ def _budget_alert(config: EnforcementConfig, now: pd.Timestamp) -> AlertMessage:
         severity="critical" if config.level_pct >= 90 else "warning", state="firing",
         message=(f"budget {config.budget_category!r} at {config.usage_pct:.1f}% of {config.limit_usd:g} USD "
                  f"for {config.period_key}: crossed {config.level_pct:g}% "
-                 f"({len(config.planned_actions)} action(s) planned, mode {config.mode})"),
+                 + (f"({len(config.planned_actions)} action(s) planned, mode {config.mode})" if config.planned_actions
+                    else f"(no action: {config.no_action_reason or 'none planned'}; mode {config.mode})")),
         value=config.usage_pct, threshold=config.level_pct, started_at=now.to_pydatetime(),
         last_seen_at=now.to_pydatetime(),
     )
@@ -126,6 +128,9 @@ def enforce_budget(context: dg.OpExecutionContext, config: EnforcementConfig, le
     results = execute_actions(actions + orphans, store, actuator.build(), config.mode)
     for r in results:
         context.log.info(f"{r['action']} on {r['job_id']}: {r['status']} ({r['detail']})")
+    nothing_done = "" if results else (config.no_action_reason or "no action planned")
+    if nothing_done:
+        context.log.info(f"no action at {config.level_pct:g} % for budget {config.budget_category!r}: {nothing_done}")
 
     now = pd.Timestamp.now(tz="UTC")
     alert = _budget_alert(config, now)
@@ -145,6 +150,7 @@ def enforce_budget(context: dg.OpExecutionContext, config: EnforcementConfig, le
         metadata={
             "rows": len(table),
             "this_run": dg.MetadataValue.md(pd.DataFrame(results).to_markdown(index=False) if results else "none"),
+            "no_action_reason": nothing_done or "actions were taken",
             "budget_category": config.budget_category,
             "level_pct": config.level_pct,
             "mode": config.mode,
@@ -180,9 +186,10 @@ def plan_requests(status: pd.DataFrame, jobs: pd.DataFrame, policy: Policy, curs
         planned = plan_actions(row, jobs, budget, period, done_keys(budget.mode))
         for level in (lvl for lvl in crossed if lvl not in already):
             mine = [_action_to_config(a) for a in planned if a.level_pct == level]
+            why = "" if mine else explain_nothing_planned(row, jobs, budget, period, done_keys(budget.mode), level)
             config = {"budget_category": category, "level_pct": level, "period_key": period,
                       "usage_pct": float(row["usage_pct"]), "limit_usd": float(row["limit_usd"]),
-                      "mode": budget.mode, "planned_actions": mine}
+                      "mode": budget.mode, "planned_actions": mine, "no_action_reason": why}
             requests.append(dg.RunRequest(
                 run_key=f"budget:{category}:{period}:{level:g}",
                 run_config={"ops": {"enforce_budget": {"config": config}}},
@@ -193,8 +200,10 @@ def plan_requests(status: pd.DataFrame, jobs: pd.DataFrame, policy: Policy, curs
     return requests, new_cursor
 
 
+# By name, not job=: Dagster re-creates a sensor whose job object still needs resources, and that
+# copy passes `owners=[]`, which prints a BetaWarning for a parameter we never set.
 @dg.sensor(
-    job=budget_enforcement,
+    job_name=budget_enforcement.name,
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="On an upward budget threshold crossing, requests budget_enforcement with the planned actions.",

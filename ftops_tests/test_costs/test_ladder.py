@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ftops.costs import applied_keys, ledger_rows, mark, plan_actions
-from ftops.costs.ladder import action_key, halved_batch
+from ftops.costs.ladder import action_key, explain_nothing_planned, halved_batch
 from ftops.costs.ledger import append
 from ftops.policy import BudgetPolicy, LadderPolicy
 
@@ -116,3 +116,29 @@ def test_ledger_records_once_marks_and_tells_the_ladder_what_to_skip():
         mark(ledger, "nope", "applied")
     with pytest.raises(ValueError, match="allowed"):
         mark(ledger, first, "done")
+
+
+def explain(usage, level, policy=POLICY, applied=frozenset(), fleet=FLEET, category="research"):
+    row = {"budget_category": category, "usage_pct": usage}
+    return explain_nothing_planned(row, fleet, policy, "2024-09", set(applied), level)
+
+
+def test_a_step_that_plans_nothing_says_why():
+    two = jobs({"job_id": "a", "pricing": "on_demand", "batch_size": 8},
+               {"job_id": "b", "pricing": "on_demand", "batch_size": 4})
+    # usage jumped past 98 %: the 90 % and 95 % runs plan nothing because both jobs will be terminated
+    assert [a for a in plan_actions({"budget_category": "research", "usage_pct": 99.0}, two, POLICY, "2024-09", set())
+            if a.level_pct == 90.0] == []
+    assert explain(99.0, 90.0, fleet=two) == "both running jobs (a, b) are already planned for termination at 98 %"
+    assert explain(99.0, 98.0, policy=BudgetPolicy(limit_usd=100.0, mode="off")) == (
+        "mode is off: this budget alerts and never acts")
+    assert explain(85.0, 80.0) == ("80 % is an alert threshold, not a ladder step "
+                                   "(switch_to_spot at 90 %, reduce_batch_size at 95 %, terminate at 98 %)")
+    assert explain(99.0, 98.0, category="nobody") == "no running jobs in budget 'nobody'"
+    vip = jobs({"job_id": "vip", "pricing": "spot", "batch_size": 1, "critical": True})
+    assert explain(99.0, 98.0, fleet=vip) == "the running job (vip): marked critical"
+    assert explain(91.0, 90.0, fleet=vip) == "the running job (vip): not on demand (spot)"
+    keys = {a.action_id for a in plan_actions({"budget_category": "research", "usage_pct": 91.0}, two, POLICY,
+                                              "2024-09", set())}
+    assert explain(91.0, 90.0, fleet=two, applied=keys) == (
+        "both running jobs (a, b): switch_to_spot already recorded this period")

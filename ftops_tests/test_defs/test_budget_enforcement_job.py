@@ -49,3 +49,24 @@ def test_a_killed_run_is_resumed_and_each_action_applied_once(tmp_path):
     applied = [e for e in store.events() if e["status"] == "applied"]
     assert sorted(e["action_id"] for e in applied) == sorted([first.action_id, second.action_id])
     assert (tmp_path / "warehouse" / "action_ledger.parquet").exists()
+
+
+def test_a_run_that_plans_nothing_says_why_in_logs_and_metadata(tmp_path):
+    resources = {
+        "ledger": LedgerResource(folder=str(tmp_path / "ledger")),
+        "actuator": ActuatorResource(),
+        "notifiers": NotifiersResource(),
+        "policy": PolicyResource(),
+        "warehouse": WarehouseResource(base_path=str(tmp_path / "warehouse")),
+    }
+    why = "both running jobs (a, b) are already planned for termination at 98 %"
+    config = {"ops": {"enforce_budget": {"config": {
+        "budget_category": "research", "level_pct": 90.0, "period_key": "2026-11", "usage_pct": 99.0,
+        "limit_usd": 100.0, "mode": "dry_run", "planned_actions": [], "no_action_reason": why}}}}
+    with dg.instance_for_test() as instance:
+        result = budget_enforcement.execute_in_process(run_config=config, instance=instance, resources=resources)
+        messages = [e.message for e in instance.all_logs(result.run_id)]
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("enforce_budget")
+    assert materialization.metadata["no_action_reason"].value == why
+    assert any(f"no action at 90 % for budget 'research': {why}" in (m or "") for m in messages)

@@ -89,3 +89,15 @@ def test_a_restart_without_cursor_repeats_the_same_run_keys(setup):
     first = tick(92, None)
     restarted = tick(92, None)
     assert {r.run_key for r in restarted.run_requests} == {r.run_key for r in first.run_requests}
+
+
+def test_a_crossing_that_plans_nothing_carries_the_reason(setup):
+    tick = setup
+    result = tick(99, None)
+    configs = {r.tags["ftops/level_pct"]: r.run_config["ops"]["enforce_budget"]["config"] for r in result.run_requests}
+    # a (non-critical) is terminated at 98 %, b is critical and on spot: nothing to do at 90 % but say so
+    assert configs["90"]["planned_actions"] == []
+    assert configs["90"]["no_action_reason"] == (
+        "a: already planned for termination at 98 %; b: not on demand (spot)")
+    assert configs["50"]["no_action_reason"].startswith("50 % is an alert threshold, not a ladder step")
+    assert [a["job_id"] for a in configs["98"]["planned_actions"]] == ["a"] and configs["98"]["no_action_reason"] == ""
