@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import re
 import signal
 import socket
 import sys
@@ -33,6 +32,8 @@ from typing import Any, Callable, Iterable
 
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ftops.pathparts import safe_path_part
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ HOST_METRICS = ("cpu_utilization_pct", "host_memory_used_ratio")
 AGENT_METRICS = GPU_METRICS + HOST_METRICS + ("heartbeat",)
 
 _DEFAULT_NVML: Any = object()  # sentinel: "import pynvml", distinct from an explicit None (no NVML)
-_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def utc_now() -> datetime:
@@ -66,12 +66,6 @@ def utc_now() -> datetime:
 def format_ts(ts: datetime) -> str:
     """ISO-8601 UTC with a `Z` suffix, millisecond precision (what the metric readers parse)."""
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _path_part(text: str) -> str:
-    # job ids and host names come from users and DNS; a "/" or ".." must not escape the inbox folder
-    cleaned = _UNSAFE_PATH_CHARS.sub("_", text).strip("._")
-    return cleaned or "_"
 
 
 def _import_pynvml() -> Any:
@@ -236,8 +230,8 @@ class Agent:
         self.listen = listen
         self._clock = clock
         self.writer = RotatingExportWriter(
-            Path(inbox) / "metrics" / _path_part(self.job_id),
-            f"agent-{_path_part(self.host)}",
+            Path(inbox) / "metrics" / safe_path_part(self.job_id),
+            f"agent-{safe_path_part(self.host)}",
             rotate_seconds=rotate_seconds,
             rotate_bytes=rotate_bytes,
             clock=clock,

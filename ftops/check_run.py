@@ -30,7 +30,7 @@ import pandas as pd
 
 from ftops.policy import MonitoringPolicy, Policy, PolicyError, load_policy
 from ftops.readers.base import ReadResult
-from ftops.schemas import METRIC_SAMPLES, REJECTED_RECORDS
+from ftops.schemas import METRIC_SAMPLES, REJECTED_RECORDS, utc_timestamp
 
 PROG = "ftops check-run"
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -188,21 +188,34 @@ def _severity_rank(severity: pd.Series) -> pd.Series:
     return severity.astype(object).map(SEVERITY_ORDER).astype("int64")
 
 
-def detect(samples: pd.DataFrame, policy: Policy | MonitoringPolicy | None = None) -> pd.DataFrame:
-    """The anomalies of `samples`, most severe first (ANOMALIES columns)."""
+def detect(samples: pd.DataFrame, policy: Policy | MonitoringPolicy | None = None,
+           jobs: pd.DataFrame | None = None, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The anomalies of `samples`, most severe first (ANOMALIES columns).
+
+    With a job registry (`jobs`), the liveness rules run too (job_preempted, heartbeat_lost), judged
+    at `as_of`: by default the newest sample, so an old export is not judged by today's clock.
+    """
     # imported here so `ftops --help` and the other subcommands do not pay for the detectors
     from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies
+    from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_samples
 
-    if samples.empty:
+    parts = [detect_anomalies(samples, policy=_monitoring(policy))] if not samples.empty else []
+    if jobs is not None and not jobs.empty:
+        now = as_of if as_of is not None else (samples["ts"].max() if not samples.empty else None)
+        if now is not None and not pd.isna(now):
+            parts.append(liveness_anomalies(jobs, signs_of_life_from_samples(samples), now, _monitoring(policy)))
+    parts = [p for p in parts if len(p)]
+    if not parts:
         return ANOMALIES.empty()
-    anomalies = detect_anomalies(samples, policy=_monitoring(policy))
+    anomalies = pd.concat(parts, ignore_index=True)
     rank = _severity_rank(anomalies["severity"])
     return (anomalies.assign(_rank=-rank)
             .sort_values(["_rank", "job_id", "first_ts", "rule"], kind="stable")
             .drop(columns="_rank").reset_index(drop=True))
 
 
-def check_paths(paths: Sequence[str | Path], policy: Policy | MonitoringPolicy | None = None
+def check_paths(paths: Sequence[str | Path], policy: Policy | MonitoringPolicy | None = None,
+                jobs: pd.DataFrame | None = None, as_of: pd.Timestamp | None = None
                 ) -> tuple[pd.DataFrame, list[str]]:
     """Anomalies of the runs at `paths` and the paths that could not be read ("<path>: <reason>").
 
@@ -210,7 +223,7 @@ def check_paths(paths: Sequence[str | Path], policy: Policy | MonitoringPolicy |
     system_stats.csv given separately are one run (their job_id is the run folder's name).
     """
     found = read_paths(paths)
-    return detect(found.samples, policy), found.problems
+    return detect(found.samples, policy, jobs, as_of), found.problems
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -331,8 +344,23 @@ def add_check_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FTOPS_YAML", help="policy file (default: the built-in thresholds)")
     parser.add_argument("--min-severity", choices=tuple(SEVERITY_ORDER), default="info",
                         help="leave out alerts below this severity (default: info)")
+    parser.add_argument("--jobs", metavar="JOBS_FILE",
+                        help="a job registry export (CSV/JSONL/Parquet): adds job_preempted and heartbeat_lost")
+    parser.add_argument("--as-of", metavar="ISO_TIME",
+                        help="judge liveness at this UTC time (default: the newest sample)")
     parser.set_defaults(func=run_check)
     return parser
+
+
+def _read_registry(path: str) -> pd.DataFrame:
+    """The job registry in `path`; ValueError naming the file when none of it can be used."""
+    from ftops.readers.jobs import read_jobs
+
+    result = read_jobs(path)
+    if result.accepted.empty:
+        reasons = ", ".join(sorted(set(result.rejected["reason"].astype(str))))[:300] or "no jobs in it"
+        raise ValueError(f"--jobs {path}: {reasons}")
+    return result.accepted
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -342,13 +370,19 @@ def run_check(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"{PROG}: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    try:
+        jobs = _read_registry(args.jobs) if args.jobs else None
+        as_of = utc_timestamp(args.as_of) if args.as_of else None
+    except ValueError as exc:
+        print(f"{PROG}: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
     found = read_paths(args.paths)
     if found.problems:
         # no partial report: a triager who misses the one unreadable file would trust a clean result
         for problem in found.problems:
             print(f"{PROG}: {problem}", file=sys.stderr)
         return 2
-    anomalies = detect(found.samples, policy)
+    anomalies = detect(found.samples, policy, jobs, as_of)
     keep = _severity_rank(anomalies["severity"]) >= SEVERITY_ORDER[args.min_severity]
     anomalies = anomalies[keep].reset_index(drop=True)
     note = _rejection_note(found.rejected)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 DEMO_MARKER = "ftops-demo.json"
 DEMO_CONFIG = ".ftops/ftops.yaml"  # one of definitions.DEFAULT_CONFIGS: dagster dev finds it too
-DEMO_HOME = ".ftops/dagster_home"  # runner.open_instance's instance when DAGSTER_HOME is unset
+DEMO_HOME = ".ftops/dagster_home"  # runner.DEFAULT_HOME, kept here so the command starts without Dagster
 DEMO_RESET = (
     "A re-run starts from scratch: it deletes the inbox, the warehouse (the action ledger included) "
     f"and, unless DAGSTER_HOME is set, the demo's Dagster instance in {DEMO_HOME} (runs, sensor cursors), "
@@ -106,6 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
         progress=lambda name, seconds: _print_step(f"      {name}: done in {seconds:.1f} s"),
         log_level="WARNING",
+        as_of=manifest.end.isoformat(),  # the fleet's "now": liveness and budgets as of the demo's end
     )
 
     _print_step("[4/4] summary")

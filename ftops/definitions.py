@@ -81,6 +81,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 warehouse_path=settings.warehouse,
                 job_tag_key=policy.job_tag_key,
                 budget_tag_key=policy.budget_tag_key,
+                future_tolerance_hours=policy.ingest.future_tolerance_hours,
             ),
             "policy": PolicyResource(config_path=settings.config),
             "warehouse": WarehouseResource(base_path=settings.warehouse),

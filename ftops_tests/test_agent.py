@@ -175,6 +175,7 @@ def test_nvml_failing_at_init_falls_back_to_host(tmp_path: Path, caplog) -> None
     assert any("Driver Not Loaded" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.ci_may_skip("a CI machine with an NVIDIA driver has no no-driver path to test")
 def test_no_driver_for_real_says_so_once_and_samples_the_host(tmp_path: Path, caplog) -> None:
     pynvml = pytest.importorskip("pynvml")
     try:

@@ -446,3 +446,44 @@ def test_realdata_wandb_runs(realdata: Path, capsys: pytest.CaptureFixture[str],
         # several runs sit at 99 % of GPU memory)
         training = [a for a in alerts if a["category"] == "training" and a["severity"] == "critical"]
         assert not training, [a["message"] for a in training]
+
+
+def test_a_job_registry_adds_the_liveness_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --jobs, a running job whose samples stopped long before the others' is heartbeat_lost and a
+    preempted job is job_preempted, judged at the newest sample (never the wall clock)."""
+    t0 = pd.Timestamp("2026-11-20T08:00:00Z")
+    lines = []
+    for job, minutes in (("alive", 180), ("hung", 30)):
+        for m in range(minutes):
+            ts = (t0 + pd.Timedelta(minutes=m)).isoformat().replace("+00:00", "Z")
+            lines.append(json.dumps({"ts": ts, "job_id": job, "metric": "heartbeat", "value": 1.0}))
+    export = tmp_path / "metrics.jsonl"
+    export.write_text("\n".join(lines) + "\n")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("job_id,status,exit_reason,started_at,ended_at\n"
+                    "alive,running,,2026-11-20T08:00:00Z,\n"
+                    "hung,running,,2026-11-20T08:00:00Z,\n"
+                    "gone,preempted,preempted,2026-11-20T08:00:00Z,2026-11-20T09:00:00Z\n")
+
+    code, out, _ = _run_cli(capsys, str(export), "--jobs", str(jobs), "--json")
+    assert code == 0
+    found = {(a["job_id"], a["rule"]) for a in json.loads(out)}
+    assert ("hung", "heartbeat_lost") in found and ("gone", "job_preempted") in found
+    assert not {rule for job, rule in found if job == "alive"}
+
+    # judged an hour into the run, the hung job was still within its timeout
+    code, out, _ = _run_cli(capsys, str(export), "--jobs", str(jobs), "--json",
+                            "--as-of", "2026-11-20T08:40:00Z")
+    assert ("hung", "heartbeat_lost") not in {(a["job_id"], a["rule"]) for a in json.loads(out)}
+
+    # without the registry the same export raises no liveness alert at all
+    code, out, _ = _run_cli(capsys, str(export), "--json")
+    assert not {a["rule"] for a in json.loads(out)} & {"heartbeat_lost", "job_preempted"}
+
+
+def test_an_unusable_job_registry_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = _trainer_state(tmp_path / "trainer_state.json")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_bytes("job_id,status\nx,running\n".encode("utf-16"))
+    code, _, err = _run_cli(capsys, str(export), "--jobs", str(jobs))
+    assert code == 2 and err.count("\n") == 1 and "--jobs" in err

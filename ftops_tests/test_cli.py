@@ -155,3 +155,10 @@ def test_demo_refuses_an_instance_it_does_not_own_that_holds_runs(demo_folder, m
     assert "the Dagster instance already holds runs" in capsys.readouterr().err
     assert (warehouse / "keep").exists()  # refused before anything was deleted
 
+
+
+def test_the_demo_resets_the_instance_dagster_dev_opens():
+    from ftops import cli
+    from ftops.defs.runner import DEFAULT_HOME
+
+    assert cli.DEMO_HOME == DEFAULT_HOME

@@ -17,9 +17,17 @@ Rules
 - Credits and negative lines are kept as they are: they lower cost.
 - All money is in one currency (prices and budget limits are USD); anything else is refused with
   `CurrencyMismatchError` rather than summed.
+- A line whose cost (or credit) is beyond `max_line_item_cost_usd` is implausible (a 1e12 line
+  once reached every ladder level). It is kept and counted as billed, but marked `suspicious`:
+  budgets show it apart and do not act on it, and it does not move billed-through, so the hour
+  it claims is still estimated. Listing its line id in `confirmed_line_items` makes it an
+  ordinary line again; the flag is computed here, on every run, so a confirmation (or a new
+  bound) takes effect without re-reading any bill.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -33,6 +41,8 @@ CURRENCY = "USD"
 ATTRIBUTIONS = ("tag", "resource_id", "resource_id_shared", "estimate", "unattributed")
 # a line covering more than this says nothing about which job-hours the bill has reached
 BILLED_THROUGH_MAX_PERIOD = pd.Timedelta(days=1)
+HELD_NOTE = ("held as suspicious: cost beyond ingest.max_line_item_cost_usd; not in budget spend until its "
+             "line_item_id is listed in ingest.confirmed_line_items")
 
 JOB_COSTS = Table(
     "job_costs",
@@ -53,6 +63,7 @@ JOB_COSTS = Table(
         Column("running_hours", "float"),  # estimates: hours of running time costed
         Column("gpu_hours", "float"),
         Column("note", "str"),
+        Column("suspicious", "bool", nullable=False),  # held: excluded from budget spend until confirmed
     ),
 )
 
@@ -109,9 +120,20 @@ def _resource_candidates(
     return cand[["_row", "job_id", "share"]]
 
 
+def suspicious_lines(billing: pd.DataFrame, max_line_item_cost_usd: float | None,
+                     confirmed_line_items: Collection[str] = ()) -> pd.Series:
+    """True for lines whose billed cost is beyond the bound (either sign) and nobody has confirmed."""
+    if max_line_item_cost_usd is None:
+        return pd.Series(False, index=billing.index)
+    beyond = billing["billed_cost"].abs() > max_line_item_cost_usd
+    confirmed = billing["line_item_id"].astype("string").isin(list(confirmed_line_items))
+    return (beyond & ~confirmed).fillna(False).astype(bool)
+
+
 def _bill_rows(billing: pd.DataFrame, jobs: pd.DataFrame, resource_map: pd.DataFrame | None,
-               intervals: pd.DataFrame) -> pd.DataFrame:
+               intervals: pd.DataFrame, suspicious: pd.Series) -> pd.DataFrame:
     lines = billing.reset_index(drop=True).copy()
+    lines["_suspicious"] = suspicious.to_numpy()
     lines["_end"] = _line_end(lines)
     lines["job_id"] = lines["job_id"].astype("string").str.strip().replace("", pd.NA)
     tagged = lines["job_id"].notna()
@@ -155,14 +177,16 @@ def _bill_rows(billing: pd.DataFrame, jobs: pd.DataFrame, resource_map: pd.DataF
             "running_hours": np.nan,
             "gpu_hours": np.nan,
             "note": pd.Series(np.where(rows["share"] < 1.0, "resource shared by several jobs: split evenly", None),
-                              dtype="string"),
+                              dtype="string").mask(rows["_suspicious"].to_numpy(), HELD_NOTE),
+            "suspicious": rows["_suspicious"].to_numpy(),
         }
     )
 
 
 def billed_through(bill_rows: pd.DataFrame) -> pd.Series:
     """Per job: the end of the latest hour its bills cover (see the module rules)."""
-    attributed = bill_rows[bill_rows["job_id"].notna() & ~bill_rows["estimated"].astype(bool)]
+    attributed = bill_rows[bill_rows["job_id"].notna() & ~bill_rows["estimated"].astype(bool)
+                           & ~bill_rows["suspicious"].astype(bool)]
     period = attributed["period_end"] - attributed["period_start"]
     usage_like = (attributed["cost_usd"] > 0) & (period <= BILLED_THROUGH_MAX_PERIOD)
     return attributed[usage_like].groupby("job_id")["period_end"].max()
@@ -220,6 +244,7 @@ def _estimate_rows(usage: pd.DataFrame, through: pd.Series, prices: dict[str, In
             "running_hours": hours,
             "gpu_hours": hours * usage["gpu_count"],
             "note": note,
+            "suspicious": False,
         }
     )
 
@@ -232,17 +257,21 @@ def attribute_costs(
     now: pd.Timestamp,
     resource_map: pd.DataFrame | None = None,
     currency: str = CURRENCY,
+    max_line_item_cost_usd: float | None = None,
+    confirmed_line_items: Collection[str] = (),
 ) -> pd.DataFrame:
     """`job_costs`: billed lines attributed to jobs, estimates after each job's billed-through time,
     unattributed lines with job_id null. Sums of cost_usd never count a job-hour twice.
 
     billing: `billing_line_items` (job_id already extracted from tags); jobs: `jobs`;
     usage: `job_hours(jobs, now)`; prices by instance_type; resource_map: optional frame with
-    job_id and resource_id columns for untagged lines. Raises CurrencyMismatchError.
+    job_id and resource_id columns for untagged lines; lines beyond `max_line_item_cost_usd`
+    and not in `confirmed_line_items` are marked suspicious. Raises CurrencyMismatchError.
     """
     check_currency(billing, currency)
     intervals = running_intervals(jobs, now)
-    bills = _bill_rows(billing, jobs, resource_map, intervals) if not billing.empty else JOB_COSTS.empty()
+    held = suspicious_lines(billing, max_line_item_cost_usd, confirmed_line_items)
+    bills = _bill_rows(billing, jobs, resource_map, intervals, held) if not billing.empty else JOB_COSTS.empty()
     bills = validate(bills, JOB_COSTS)
     estimates = validate(_estimate_rows(usage, billed_through(bills), prices), JOB_COSTS)
     frames = [f for f in (bills, estimates) if not f.empty]

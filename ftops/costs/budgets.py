@@ -9,6 +9,10 @@ hour. The forecast extrapolates only what is still running:
   cost so far × (1 − progress) / progress;
 - spend of no registered job (unattributed lines, unknown jobs) goes on at its recent rate;
 - credits lower spend but are not extrapolated: a one-off refund says nothing about the hours ahead.
+
+Lines held as suspicious in `job_costs` (beyond the sanity bound, not confirmed) are shown as
+`suspicious_usd` and left out of everything else here: spend, usage, forecasts, thresholds and
+ladder levels, so an implausible line cannot switch, shrink or terminate jobs on its own.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ BUDGET_STATUS = Table(
         Column("spend_usd", "float", nullable=False),
         Column("billed_usd", "float", nullable=False),
         Column("estimated_usd", "float", nullable=False),
+        Column("suspicious_usd", "float", nullable=False),  # held lines: not in spend_usd
         Column("usage_pct", "float"),
         Column("remaining_usd", "float"),
         Column("burn_rate_usd_per_hour", "float", nullable=False),
@@ -141,16 +146,19 @@ def budget_status(
     job_cost_rows: `job_costs`; progress: optional job_id, steps_done for the forecast.
     """
     now = utc_timestamp(now)
-    costs = job_cost_rows
+    held = job_cost_rows["suspicious"].astype(bool).to_numpy()
+    costs = job_cost_rows[~held]
     fleet = _Fleet(jobs, costs, progress)
-    category = costs["budget_category"].astype("string")
+    category = job_cost_rows["budget_category"].astype("string")
+    in_spend = pd.Series(~held, index=job_cost_rows.index)
     records = []
-    for name in _category_names(costs, budgets, now):
+    for name in _category_names(job_cost_rows, budgets, now):
         policy = budgets.get(name) if name is not None else None
         window = period_window(now, policy.period if policy else DEFAULT_PERIOD)
         mine = category.isna() if name is None else category.eq(name).fillna(False)
-        rows = costs[mine.to_numpy() & (costs["period_start"] >= window.start).to_numpy()
-                     & (costs["period_start"] < window.end).to_numpy()]
+        in_window = mine & (job_cost_rows["period_start"] >= window.start) & (job_cost_rows["period_start"] < window.end)
+        rows = job_cost_rows[(in_window & in_spend).to_numpy()]
+        suspicious = float(job_cost_rows.loc[(in_window & ~in_spend).to_numpy(), "cost_usd"].sum())
         estimated = rows["estimated"].astype(bool)
         spend = float(rows["cost_usd"].sum())
         burn_start = max(now - BURN_WINDOW, window.start)
@@ -183,6 +191,7 @@ def budget_status(
                 "spend_usd": spend,
                 "billed_usd": float(rows.loc[~estimated.to_numpy(), "cost_usd"].sum()),
                 "estimated_usd": float(rows.loc[estimated.to_numpy(), "cost_usd"].sum()),
+                "suspicious_usd": suspicious,
                 "usage_pct": usage,
                 "remaining_usd": limit - spend if limit is not None else None,
                 "burn_rate_usd_per_hour": burn,

@@ -2,6 +2,8 @@
 
 A job's running interval is started_at → ended_at, or → `now` while it runs. It is cut at hour
 boundaries so an estimate for one job-hour can later be replaced by the bill for that hour.
+Nothing is costed before `earliest` (the partitions' start): no table holds those hours, and a
+start time of 1970 once turned into half a million invented job-hours.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ USAGE_COLUMNS = (
 )
 
 
-def running_intervals(jobs: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+def running_intervals(jobs: pd.DataFrame, now: pd.Timestamp, earliest: pd.Timestamp | None = None) -> pd.DataFrame:
     """job_id, started_at, run_end for every job that has run (run_end = ended_at, or now while running).
 
     A job in a terminal status without ended_at is left out: when it stopped is unknown, and
-    costing it up to `now` would invent hours; its bills still count when they arrive.
+    costing it up to `now` would invent hours; its bills still count when they arrive. With
+    `earliest`, intervals start no earlier than it (a job that ended before it has none).
     """
     now = utc_timestamp(now)
     status = jobs["status"].astype("string")
     started = jobs["started_at"]
+    if earliest is not None:
+        started = started.clip(lower=utc_timestamp(earliest))
     ended = jobs["ended_at"]
     terminal = status.isin(TERMINAL_STATUSES).fillna(False).astype(bool)
     pending = status.eq("pending").fillna(False).astype(bool)
@@ -41,14 +46,16 @@ def running_intervals(jobs: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
 
 
 def job_hours(
-    jobs: pd.DataFrame, now: pd.Timestamp, gpus_per_instance: Mapping[str, int] | None = None
+    jobs: pd.DataFrame, now: pd.Timestamp, gpus_per_instance: Mapping[str, int] | None = None,
+    earliest: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One row per job and clock hour it ran: the part of the hour it ran (period_start/end, hours).
 
     `instances` is how many instances the job occupies: ceil(gpu_count / GPUs per instance) when
     `gpus_per_instance` knows the instance type, else 1 (the catalogue price is per instance-hour).
+    No hour before `earliest` is produced.
     """
-    intervals = running_intervals(jobs, now)
+    intervals = running_intervals(jobs, now, earliest)
     spec = jobs.drop_duplicates("job_id").set_index("job_id")
     if intervals.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in USAGE_COLUMNS}).pipe(_typed)

@@ -12,7 +12,7 @@ from ftops.costs.summary import job_cost_summary
 from ftops.costs.usage import job_hours
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
-from ftops.defs.resources import PolicyResource
+from ftops.defs.resources import PARTITIONS_START, PolicyResource
 from ftops.schemas import BILLING_LINE_ITEMS, JOBS
 
 
@@ -44,8 +44,14 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
     now = _as_of(config)
     bills = as_contract(billing_line_items, BILLING_LINE_ITEMS)
     jobs = as_contract(job_registry, JOBS)
-    costs = attribute_costs(bills, jobs, job_hours(jobs, now), policy.load().prices, now)
-    summary = job_cost_summary(costs, jobs, now=now)
+    settings = policy.load()
+    usage = job_hours(jobs, now, earliest=pd.Timestamp(PARTITIONS_START, tz="UTC"))
+    costs = attribute_costs(bills, jobs, usage, settings.prices, now,
+                            max_line_item_cost_usd=settings.ingest.max_line_item_cost_usd,
+                            confirmed_line_items=settings.ingest.confirmed_line_items)
+    held = costs["suspicious"].astype(bool)
+    # held lines would top the list of cost drivers with amounts nobody has confirmed
+    summary = job_cost_summary(costs[~held], jobs, now=now)
     estimated = costs["estimated"].astype(bool)
     unattributed = costs["job_id"].isna()
     top = summary.sort_values("total_cost_usd", ascending=False).head(10) if not summary.empty else summary
@@ -54,6 +60,8 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
         "billed_usd": round(float(costs.loc[~estimated, "cost_usd"].sum()), 2),
         "estimated_usd": round(float(costs.loc[estimated, "cost_usd"].sum()), 2),
         "unattributed_usd": round(float(costs.loc[unattributed, "cost_usd"].sum()), 2),
+        "suspicious_lines": int(held.sum()),
+        "suspicious_usd": round(float(costs.loc[held, "cost_usd"].sum()), 2),
         "top_jobs": dg.MetadataValue.md(top.to_markdown(index=False) if not top.empty else "none"),
     })
     yield contract_check(costs, JOB_COSTS, "job_costs")
@@ -79,7 +87,7 @@ def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_cos
                 if not run_health.empty else None)
     status = compute_budget_status(as_contract(job_costs, JOB_COSTS), jobs, policy.load().budgets, now, progress)
     shown = status[["budget_category", "limit_usd", "spend_usd", "usage_pct", "forecast_period_end_usd",
-                    "thresholds_crossed", "ladder_levels_reached", "mode"]]
+                    "thresholds_crossed", "ladder_levels_reached", "mode", "suspicious_usd"]]
     yield dg.Output(status, metadata={
         "categories": len(status),
         "over_90_pct": int((status["usage_pct"] >= 90).sum()),

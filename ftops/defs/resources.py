@@ -20,6 +20,7 @@ class InboxResource(dg.ConfigurableResource):
     warehouse_path: str
     job_tag_key: str = "job_id"
     budget_tag_key: str = "budget_category"
+    future_tolerance_hours: float = 24.0  # ftops.yaml ingest.future_tolerance_hours
 
     def staging(self) -> Staging:
         return Staging(
@@ -27,6 +28,7 @@ class InboxResource(dg.ConfigurableResource):
             earliest=pd.Timestamp(PARTITIONS_START, tz="UTC"),
             job_tag_key=self.job_tag_key,
             budget_tag_key=self.budget_tag_key,
+            future_tolerance_hours=self.future_tolerance_hours,
         )
 
 

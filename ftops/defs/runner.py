@@ -15,6 +15,10 @@ from ftops.defs.partitions import partition_range
 from ftops.defs.sensors import RANGE_END, RANGE_START
 
 
+# The instance `dagster dev` (and `ftops demo`) use in a project folder when DAGSTER_HOME is unset.
+DEFAULT_HOME = ".ftops/dagster_home"
+
+
 def open_instance() -> dg.DagsterInstance:
     """The instance `dagster dev` uses when run from the same folder.
 
@@ -23,7 +27,7 @@ def open_instance() -> dg.DagsterInstance:
     """
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    home = Path(".ftops/dagster_home").absolute()
+    home = Path(DEFAULT_HOME).absolute()
     home.mkdir(parents=True, exist_ok=True)
     config_dir = os.getcwd() if Path("dagster.yaml").exists() else str(home)
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=config_dir))

@@ -13,7 +13,8 @@ import os
 from ftops.readers import aws_cur, azure_cost, focus
 from ftops.readers.base import ReaderError, ReadResult, rejected_file
 from ftops.readers.billing_common import SPOT_PRICING_CATEGORY, TABLE, finish_billing, is_spot
-from ftops.readers.tabular import read_header, read_tabular
+from ftops.readers.sniff import not_text_reason
+from ftops.readers.tabular import file_kind, read_header, read_tabular
 from ftops.schemas import BILLING_LINE_ITEMS
 
 # checked in this order: CUR and FOCUS names are distinctive; Azure's Date/Cost are generic
@@ -50,9 +51,15 @@ def read_billing(
         return ReadResult(TABLE, BILLING_LINE_ITEMS.empty(), rejected_file(source, TABLE, reason))
 
     try:
+        # the CSV parser's Latin-1 fallback would read UTF-16 or binary bytes as a garbled header
+        problem = not_text_reason(path) if file_kind(path) == "csv" else None
         header = read_header(path)
+    except OSError as exc:
+        return refuse(f"unreadable billing file: {type(exc).__name__}: {exc}")
     except ReaderError as exc:
         return refuse(f"unreadable billing file: {exc}")
+    if problem is not None:
+        return refuse(f"{NOT_A_BILL}: {problem}")
     module = next((m for m in _FORMATS if m.matches(header)), None)
     if module is None:
         shown = ", ".join(header[:12]) + (", …" if len(header) > 12 else "")

@@ -10,12 +10,26 @@ line_item_id
     stable content id: a 128-bit hash of the canonical fields (provider, charge period, costs,
     currency, service, resource, sku, pricing category, quantity, unit, region, tags, plus a
     format-specific discriminator such as the charge description) and the row's occurrence number
-    among lines with the same content. Re-reading a file gives the same ids; two genuinely
-    identical lines in one file stay distinct (occurrence 0 and 1); the same line in two exports
-    (an Azure actual and amortized export share most usage lines) gets the same id, so downstream
-    de-duplication by id does not count it twice. The file name is deliberately not hashed: a
-    renamed or moved file must not produce new ids. Hashing uses pandas' hash_pandas_object
-    (SipHash with a fixed key, deterministic across processes and machines) twice with two keys.
+    among lines with the same canonical content (lines that differ only in columns ftops does not
+    read). Re-reading a file gives the same ids; the same line in two exports (an Azure actual and
+    amortized export share most usage lines, a bill delivered twice) gets the same id, so
+    downstream de-duplication by id does not count it twice. The file name is deliberately not
+    hashed: a renamed or moved file must not produce new ids. Hashing uses pandas'
+    hash_pandas_object (SipHash with a fixed key, deterministic across processes and machines)
+    twice with two keys. A source id shared by lines with different content says nothing about
+    which line is which, so only those lines fall back to content ids: the id of a line never
+    depends on the other lines of its file.
+
+Repeated lines
+    A line that repeats an earlier line of the same file exactly (every column, the source id
+    included) is an export glitch, not a second charge: it is dropped and counted in the
+    result's `duplicates` (as every reader does with identical repeats), so it never adds spend.
+
+Costs
+    A cost that is not a finite number (inf, -inf) is rejected: it would make every sum it
+    reaches infinite. Plausibility (a 1e12 line) is judged downstream against the policy's
+    `max_line_item_cost_usd`, where a person's confirmation can take effect without re-reading
+    the file.
 
 Spot
     `pricing_category` keeps the FOCUS value (Standard | Committed | Dynamic | Other). Spot
@@ -79,6 +93,7 @@ _ID_FIELDS = (
     "consumed_unit", "region", "tags",
 )
 _HASH_KEYS = ("ftops-billing-01", "ftops-billing-02")  # 16 bytes each: SipHash keys
+INF_HINT = "an infinite amount cannot be summed"
 
 
 @dataclass
@@ -206,7 +221,8 @@ def content_ids(frame: pd.DataFrame, extra: pd.Series | None) -> pd.Series:
     key = frame[list(_ID_FIELDS)].copy()
     key["_extra"] = extra.astype("string") if extra is not None else pd.Series(pd.NA, index=key.index, dtype="string")
     content = pd.util.hash_pandas_object(key, index=False, hash_key=_HASH_KEYS[0]).to_numpy()
-    # identical lines (same content hash) are numbered 0, 1, ... in file order
+    # lines whose canonical content is the same (they differ only in columns not read) are numbered
+    # 0, 1, ... in file order; exact repeats never reach here (the caller drops them)
     key["_occurrence"] = pd.Series(content).groupby(content).cumcount().to_numpy()
     high = pd.util.hash_pandas_object(key, index=False, hash_key=_HASH_KEYS[0]).to_numpy()
     low = pd.util.hash_pandas_object(key, index=False, hash_key=_HASH_KEYS[1]).to_numpy()
@@ -243,11 +259,14 @@ def finish_billing(
     label = f"billed_cost ({name('billed_cost', 'absent')})"
     reason = add_reason(reason, billed.isna() & ~bad, f"missing {label}")
     reason = add_reason(reason, bad, f"non-numeric {label}")
+    reason = add_reason(reason, np.isinf(billed), f"non-finite {label}: {INF_HINT}")
 
     numbers = {}
     for field_name in ("effective_cost", "list_cost", "consumed_quantity"):
         numbers[field_name], bad = parse_numbers(col(field_name), index)
         reason = add_reason(reason, bad, f"non-numeric {field_name} ({name(field_name)})")
+        reason = add_reason(reason, np.isinf(numbers[field_name]),
+                            f"non-finite {field_name} ({name(field_name)}): {INF_HINT}")
 
     currency = text_or_null(col("currency"), index).str.upper()
     if col("currency") is None:
@@ -293,22 +312,37 @@ def finish_billing(
         },
         index=index,
     )
-    out.insert(0, "line_item_id", _line_item_ids(staged, out))
+    repeat = frame.duplicated(keep="first").to_numpy()
+    own_id = text_or_null(staged.line_id, index) if staged.line_id is not None else None
+    out.insert(0, "line_item_id", _line_item_ids(own_id, out, staged.id_extra, repeat))
 
     bad_rows = reason.notna().to_numpy()
-    accepted = validate(out[~bad_rows], BILLING_LINE_ITEMS)
+    # a repeat of a rejected line is rejected with it, saying what is wrong with both
+    duplicate = repeat & ~bad_rows
+    accepted = validate(out[~bad_rows & ~duplicate], BILLING_LINE_ITEMS)
     rejected = rejected_rows(frame[bad_rows], reason[bad_rows], source=source, table=TABLE, record=raw.record[bad_rows])
     parts = [r for r in (rejected, bad_line_rejects(raw, source, TABLE)) if not r.empty]
     rejected = pd.concat(parts, ignore_index=True) if parts else REJECTED_RECORDS.empty()
-    return ReadResult(TABLE, accepted, rejected)
+    return ReadResult(TABLE, accepted, rejected, duplicates=int(duplicate.sum()))
 
 
-def _line_item_ids(staged: Staged, out: pd.DataFrame) -> pd.Series:
-    if staged.line_id is not None:
-        own = text_or_null(staged.line_id, out.index)
-        if own.notna().all() and not own.duplicated().any():
-            return own
-    return content_ids(out, staged.id_extra)
+def _line_item_ids(own: pd.Series | None, out: pd.DataFrame, extra: pd.Series | None,
+                   repeat: np.ndarray) -> pd.Series:
+    """The source's id where it names one line, a content id elsewhere (see the module notes).
+
+    Exact repeats are left out (they are dropped), so neither a repeat nor its presence changes
+    the id of any other line: a file with and without a repeated line gives the same ids.
+    """
+    ids = pd.Series(pd.NA, index=out.index, dtype="string")
+    kept = ~repeat
+    content = content_ids(out[kept], extra[kept] if extra is not None else None)
+    if own is None:
+        ids[kept] = content
+        return ids
+    own = own[kept]
+    trusted = own.notna() & ~own.duplicated(keep=False)
+    ids[kept] = own.where(trusted, content)
+    return ids
 
 
 def join_text(*parts: pd.Series | None) -> pd.Series | None:

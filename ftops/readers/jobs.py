@@ -8,6 +8,14 @@ naming the field. Validation is a handful of vectorised masks over the whole fil
 Duplicate job_id in one file: the registry appends a row per state change, so the *last* valid
 row is the job's state; earlier valid rows are rejected as superseded. A later row that is itself
 invalid does not supersede an earlier valid one: one typo must not make a known job disappear.
+
+Impossible times are refused, because every cost estimate is running time × price: a start in
+1970 (an epoch 0 written for "unknown") once became half a million estimated job-hours. A time
+before `earliest` (the first partition), an end before the start, a start before the submission
+and a time later than `now` plus a tolerance are rejected with the field named.
+
+A file that is not a job registry at all (UTF-16 or binary bytes, a table without a job_id
+column) is one rejected record saying what is wrong with the file, not a rejection per garbage row.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import re
 import pandas as pd
 
 from ftops.readers.base import ReaderError, ReadResult, rejected_file, rejected_rows
+from ftops.readers.sniff import not_text_reason
 from ftops.readers.tabular import (
     RawTable,
     add_reason,
@@ -32,10 +41,16 @@ from ftops.readers.tabular import (
     read_tabular,
     text_or_null,
 )
-from ftops.schemas import EXIT_REASONS, JOB_STATUSES, JOBS, PRICING, REJECTED_RECORDS, TECHNIQUES, validate
+from ftops.schemas import (
+    EXIT_REASONS, JOB_STATUSES, JOBS, PRICING, REJECTED_RECORDS, TECHNIQUES, utc_timestamp, validate,
+)
 
 TABLE = JOBS.name
 DUPLICATE_REASON = "duplicate job_id in file (superseded by a later row)"
+# When no partition start is given: no fine-tuning job ran before this, while epoch-0 "unknown"
+# times (1970) are common in hand-made exports.
+DEFAULT_EARLIEST = pd.Timestamp("2010-01-01", tz="UTC")
+DEFAULT_FUTURE_TOLERANCE_HOURS = 24.0
 
 # column aliases seen in scheduler and tracker exports -> contract column
 _COLUMN_ALIASES: dict[str, str] = {
@@ -148,7 +163,12 @@ def _read_jsonl(path: str | os.PathLike) -> RawTable:
     try:
         with open(path, encoding="utf-8-sig") as fh:
             lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ReaderError(
+            f"the file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+            "export or save it as UTF-8"
+        ) from exc
+    except OSError as exc:
         raise ReaderError(f"cannot read file: {type(exc).__name__}: {exc}") from exc
 
     # A registry has thousands of jobs, not millions of samples: per-line json.loads is fine here.
@@ -177,6 +197,13 @@ def _read_jsonl(path: str | os.PathLike) -> RawTable:
 
 def _load(path: str | os.PathLike) -> RawTable:
     kind = file_kind(path)
+    if kind in ("csv", "jsonl"):
+        try:
+            problem = not_text_reason(path)
+        except OSError as exc:
+            raise ReaderError(f"cannot read file: {type(exc).__name__}: {exc}") from exc
+        if problem is not None:
+            raise ReaderError(f"not a job registry: {problem}")
     if kind == "jsonl":
         return _read_jsonl(path)
     if kind in ("csv", "parquet"):
@@ -184,21 +211,39 @@ def _load(path: str | os.PathLike) -> RawTable:
     raise ReaderError("unsupported job registry file type: expected .csv, .jsonl/.ndjson or .parquet")
 
 
-def read_jobs(path: str | os.PathLike) -> ReadResult:
+def read_jobs(
+    path: str | os.PathLike,
+    *,
+    earliest: pd.Timestamp | None = None,
+    now: pd.Timestamp | None = None,
+    future_tolerance_hours: float = DEFAULT_FUTURE_TOLERANCE_HOURS,
+) -> ReadResult:
     """Read one job registry export into `jobs` rows plus rejected rows with reasons.
 
-    Never raises for bad input: an unreadable or unsupported file becomes one rejected record.
-    `record` of a rejected row is the 1-based data row (CSV/Parquet) or line number (JSONL).
+    Never raises for bad input: an unreadable, unsupported or non-registry file becomes one
+    rejected record. `record` of a rejected row is the 1-based data row (CSV/Parquet) or line
+    number (JSONL). Times before `earliest` (the partitions' start; DEFAULT_EARLIEST when None)
+    are rejected, and so are times later than `now` + `future_tolerance_hours` when `now` is
+    given (a reader has no clock of its own).
     """
     source = str(path)
+
+    def refuse(reason: str) -> ReadResult:
+        return ReadResult(TABLE, JOBS.empty(), rejected_file(source, TABLE, reason))
+
     try:
         table = _load(path)
     except ReaderError as exc:
-        return ReadResult(TABLE, JOBS.empty(), rejected_file(source, TABLE, str(exc)))
+        return refuse(str(exc))
 
     line_rejects = bad_line_rejects(table, source, TABLE)
     raw = table.frame
     frame = _canonical_columns(raw)
+    if len(raw.columns) and "job_id" not in frame.columns:
+        shown = ", ".join(map(str, raw.columns[:12])) + (", …" if len(raw.columns) > 12 else "")
+        return refuse(
+            f"not a job registry: no job_id column (nor an alias such as id, job, run_id); columns: {shown or 'none'}"
+        )
     index = frame.index
     out: dict[str, pd.Series] = {}
     reason = no_reason(index)
@@ -241,6 +286,7 @@ def read_jobs(path: str | os.PathLike) -> ReadResult:
         values, bad = parse_timestamps(frame.get(col), index)
         reason = add_reason(reason, bad, f"{col} is not a timestamp")
         out[col] = values
+    reason = _impossible_times(reason, out, earliest, now, future_tolerance_hours)
 
     valid = reason.isna()
     # a valid row that is not the last valid row of its job_id has been superseded
@@ -253,6 +299,24 @@ def read_jobs(path: str | os.PathLike) -> ReadResult:
     parts = [r for r in (rejected, line_rejects) if not r.empty]
     rejected = pd.concat(parts, ignore_index=True) if parts else REJECTED_RECORDS.empty()
     return ReadResult(TABLE, accepted, rejected)
+
+
+def _impossible_times(reason: pd.Series, out: dict[str, pd.Series], earliest: pd.Timestamp | None,
+                      now: pd.Timestamp | None, future_tolerance_hours: float) -> pd.Series:
+    """Add a reason for every time before `earliest`, after now + tolerance, or out of order."""
+    floor = utc_timestamp(DEFAULT_EARLIEST if earliest is None else earliest)
+    ceiling = None if now is None else utc_timestamp(now) + pd.Timedelta(hours=future_tolerance_hours)
+    for col in _TS_COLUMNS:
+        values = out[col]
+        reason = add_reason(reason, (values < floor).fillna(False),
+                            f"{col} before {floor:%Y-%m-%d}, the earliest time kept: not a real job time")
+        if ceiling is not None:
+            reason = add_reason(reason, (values > ceiling).fillna(False),
+                                f"{col} in the future (later than now + {future_tolerance_hours:g} h)")
+    # comparisons with a missing time are False: an unknown time is not out of order
+    for earlier, later in (("submitted_at", "started_at"), ("started_at", "ended_at"), ("submitted_at", "ended_at")):
+        reason = add_reason(reason, (out[later] < out[earlier]).fillna(False), f"{later} before {earlier}")
+    return reason
 
 
 def _last_valid(job_id: pd.Series, valid: pd.Series) -> pd.Series:

@@ -151,3 +151,46 @@ def test_job_cost_summary_per_hour_sample_and_token():
     assert half.estimated_cost_usd == 20.0 and half.samples_processed == 500 and half.progress == 0.5
     assert summary.loc["steps", "samples_processed"] == 10 * 4 * 2 * 2
     assert pd.isna(summary.loc["half", "cost_per_token_usd"])  # no seq_len
+
+
+def test_estimates_never_extend_before_the_partitions_start():
+    # a running job whose registry says it started in 1970 (an epoch-0 "unknown")
+    registry = jobs({"job_id": "a", "started_at": "1970-01-01 00:00"})
+    earliest = ts("2024-09-10 00:00")
+    usage = job_hours(registry, NOW, earliest=earliest)
+    assert len(usage) == 12 and usage["period_start"].min() == earliest
+    out = attribute_costs(bill(), registry, usage, PRICES, NOW)
+    assert out["cost_usd"].sum() == pytest.approx(120.0)
+    # a job that ended before the start has no hours at all
+    ended = jobs({"job_id": "b", "started_at": "2024-09-01 00:00", "ended_at": "2024-09-02 00:00",
+                  "status": "succeeded"})
+    assert job_hours(ended, NOW, earliest=earliest).empty
+
+
+BOUND = 10_000.0
+
+
+def test_a_line_beyond_the_sanity_bound_is_kept_but_held_and_does_not_stop_estimates():
+    registry = jobs({"job_id": "a", "started_at": "2024-09-10 10:00"})
+    billing = bill({"at": "2024-09-10 10:00", "billed_cost": 1e12, "job_id": "a"},
+                   {"at": "2024-09-10 09:00", "billed_cost": -2e12},  # an implausible credit is held too
+                   {"at": "2024-09-10 09:00", "billed_cost": 5.0})
+    out = costs(billing, registry, max_line_item_cost_usd=BOUND)
+    billed = out[~out["estimated"]].set_index("cost_usd")
+    assert bool(billed.loc[1e12, "suspicious"]) and bool(billed.loc[-2e12, "suspicious"])
+    assert not billed.loc[5.0, "suspicious"] and not out.loc[out["estimated"], "suspicious"].any()
+    assert billed.loc[1e12, "note"].startswith("held as suspicious")
+    # kept: every billed USD is in job_costs; the held hour is still estimated (2 hours x 10 USD)
+    assert out.loc[~out["estimated"], "cost_usd"].sum() == pytest.approx(billing["billed_cost"].sum())
+    assert out.loc[out["estimated"], "cost_usd"].sum() == pytest.approx(20.0)
+    # without a bound nothing is held
+    assert not costs(billing, registry)["suspicious"].any()
+
+
+def test_a_confirmed_line_counts_again():
+    registry = jobs({"job_id": "a", "started_at": "2024-09-10 10:00"})
+    billing = bill({"at": "2024-09-10 10:00", "billed_cost": 5e4, "job_id": "a"})
+    line = billing["line_item_id"].iloc[0]
+    out = costs(billing, registry, max_line_item_cost_usd=BOUND, confirmed_line_items=(line,))
+    assert not out["suspicious"].any()
+    assert out.loc[out["estimated"], "cost_usd"].sum() == pytest.approx(10.0)  # 10:00-11:00 billed

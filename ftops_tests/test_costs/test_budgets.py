@@ -124,3 +124,30 @@ def test_weekly_budgets_count_only_this_week():
 def test_period_windows(period, key, start, end):
     window = period_window(ts("2024-12-31 23:59"), period)
     assert (window.key, window.start, window.end) == (key, ts(start), ts(end))
+
+
+def test_suspicious_lines_are_shown_apart_and_reach_no_threshold_or_ladder_level():
+    now = ts("2024-09-10 12:00")
+    billing = bill({"at": "2024-09-10 10:00", "billed_cost": 1e12, "budget_category": "research"},
+                   {"at": "2024-09-10 10:00", "billed_cost": 30.0, "budget_category": "research"},
+                   {"at": "2024-09-10 10:00", "billed_cost": 2e12, "budget_category": "held-only"})
+    budgets = {"research": BudgetPolicy(limit_usd=100.0)}
+
+    def run(confirmed=()):
+        job_costs = attribute_costs(billing, jobs(), job_hours(jobs(), now), PRICES, now,
+                                    max_line_item_cost_usd=1e5, confirmed_line_items=confirmed)
+        out = budget_status(job_costs, jobs(), budgets, now)
+        return out.set_index(out["budget_category"].fillna("<none>"))
+
+    held = run()
+    row = held.loc["research"]
+    assert row.spend_usd == pytest.approx(30.0) and row.billed_usd == pytest.approx(30.0)
+    assert row.suspicious_usd == pytest.approx(1e12)
+    assert row.usage_pct == pytest.approx(30.0) and json.loads(row.ladder_levels_reached) == []
+    assert row.forecast_period_end_usd < 1e6 and row.burn_rate_usd_per_hour < 1e3
+    assert held.loc["held-only", "suspicious_usd"] == pytest.approx(2e12) and held.loc["held-only", "spend_usd"] == 0
+    assert (held["suspicious_usd"] >= 0).all()
+    # once a person confirms the line it is ordinary spend
+    confirmed = run(confirmed=(billing["line_item_id"].iloc[0],)).loc["research"]
+    assert confirmed.spend_usd == pytest.approx(1e12 + 30.0) and confirmed.suspicious_usd == 0.0
+    assert json.loads(confirmed.ladder_levels_reached) == [90.0, 95.0, 98.0]

@@ -64,6 +64,11 @@ def _by_id(result) -> pd.DataFrame:
     return result.accepted.set_index("line_item_id")
 
 
+def _reasons(result) -> dict[str, str]:
+    """record -> reason of every rejected row."""
+    return dict(zip(result.rejected["record"], result.rejected["reason"]))
+
+
 # ---- FOCUS ------------------------------------------------------------------------------------
 
 
@@ -119,29 +124,81 @@ def test_tag_keys_are_configurable(tmp_path):
     assert (items["job_id"].iloc[0], items["budget_category"].iloc[0]) == ("ft-001", "research")
 
 
-def test_content_ids_are_stable_and_keep_identical_lines_apart(tmp_path):
+def test_content_ids_are_stable_and_an_exact_repeat_is_a_duplicate_not_spend(tmp_path):
     # no Id column: ids are content hashes; lines 2 and 3 are byte-identical
     header = "BilledCost,BillingCurrency,ChargePeriodStart,ProviderName,ResourceId,SkuId"
     lines = ["0.10,USD,2024-09-01T00:00:00Z,AWS,i-1,sku", "0.20,USD,2024-09-01T00:00:00Z,AWS,i-1,sku",
              "0.20,USD,2024-09-01T00:00:00Z,AWS,i-1,sku"]
     path = _write(tmp_path, "bill.csv", "\n".join([header, *lines]) + "\n")
-    first = read_billing(path).accepted["line_item_id"].tolist()
+    result = read_billing(path)
+    first = result.accepted["line_item_id"].tolist()
     second = read_billing(path).accepted["line_item_id"].tolist()
 
     assert first == second
-    assert len(set(first)) == 3
+    assert len(first) == len(set(first)) == 2
+    assert result.accepted["billed_cost"].sum() == pytest.approx(0.30)
+    assert result.duplicates == 1 and result.rejected.empty and result.records_accounted == 3
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in first)
     # the same content under another file name gets the same ids (no double counting on re-delivery)
     moved = _write(tmp_path, "renamed.csv", path.read_text())
     assert read_billing(moved).accepted["line_item_id"].tolist() == first
+    # and so does the file without its repeated line: a repeat changes no other line's id
+    clean = _write(tmp_path, "clean.csv", "\n".join([header, *lines[:2]]) + "\n")
+    assert read_billing(clean).accepted["line_item_id"].tolist() == first
     # pinned: a change here changes every stored id (a pandas hashing change would show up here)
     assert first[0] == "741186ee698977d119b82b906c4ab42c"
 
 
-def test_duplicate_source_ids_fall_back_to_content_ids(tmp_path):
-    rows = [FOCUS_ROWS[0], FOCUS_ROWS[0].replace("L1,1.624", "L1,2.000")]
+def test_lines_that_differ_only_in_columns_not_read_stay_apart(tmp_path):
+    header = "BilledCost,BillingCurrency,ChargePeriodStart,ProviderName,ResourceId,x_Note"
+    lines = ["0.20,USD,2024-09-01T00:00:00Z,AWS,i-1,a", "0.20,USD,2024-09-01T00:00:00Z,AWS,i-1,b"]
+    result = read_billing(_write(tmp_path, "bill.csv", "\n".join([header, *lines]) + "\n"))
+    assert result.accepted["line_item_id"].is_unique and len(result.accepted) == 2 and result.rejected.empty
+
+
+def test_repeated_lines_with_their_own_ids_keep_the_ids_and_count_once(tmp_path):
+    # the same five lines written twice, ids included (the December export)
+    rows = [FOCUS_ROWS[i] for i in (0, 1, 2, 3, 7)]
+    result = read_billing(_focus(tmp_path, rows + rows))
+    assert sorted(result.accepted["line_item_id"]) == ["L1", "L2", "L3", "L4", "L8"]
+    assert result.accepted["billed_cost"].sum() == pytest.approx(read_billing(_focus(tmp_path, rows, "once.csv"))
+                                                                  .accepted["billed_cost"].sum())
+    assert result.duplicates == 5 and result.rejected.empty and result.records_accounted == 10
+
+
+def test_a_repeat_of_a_rejected_line_is_rejected_too_not_counted_as_duplicate(tmp_path):
+    rows = [FOCUS_ROWS[5], FOCUS_ROWS[5], FOCUS_ROWS[0]]  # L6: non-numeric billed cost, twice
+    result = read_billing(_focus(tmp_path, rows))
+    assert result.duplicates == 0 and len(result.accepted) == 1
+    assert result.rejected["record"].tolist() == ["1", "2"]
+
+
+def test_a_source_id_shared_by_different_lines_falls_back_for_those_lines_only(tmp_path):
+    rows = [FOCUS_ROWS[0], FOCUS_ROWS[0].replace("L1,1.624", "L1,2.000"), FOCUS_ROWS[1]]
     ids = read_billing(_focus(tmp_path, rows)).accepted["line_item_id"]
     assert "L1" not in set(ids) and ids.is_unique
+    assert ids.iloc[2] == "L2"  # a line's id does not depend on the other lines of its file
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity"])
+def test_non_finite_costs_are_rejected(tmp_path, cell):
+    rows = [FOCUS_ROWS[0].replace("L1,1.624,1.624", f"L1,{cell},1.624"),
+            FOCUS_ROWS[1].replace("L2,9.80,9.80,32.77", f"L2,9.80,9.80,{cell}")]
+    result = read_billing(_focus(tmp_path, rows))
+    assert result.accepted.empty
+    reasons = _reasons(result)
+    assert reasons["1"].startswith("non-finite billed_cost (BilledCost)")
+    assert reasons["2"].startswith("non-finite list_cost (ListCost)")
+
+
+def test_non_finite_costs_in_parquet_are_rejected(tmp_path):
+    table = pa.table({"BilledCost": pa.array([1.5, float("inf")]), "BillingCurrency": ["USD", "USD"],
+                      "ChargePeriodStart": ["2024-09-01T00:00:00Z", "2024-09-01T01:00:00Z"]})
+    path = tmp_path / "bill.parquet"
+    pq.write_table(table, path)
+    result = read_billing(path)
+    assert result.accepted["billed_cost"].tolist() == [1.5]
+    assert result.rejected["reason"].str.startswith("non-finite billed_cost").tolist() == [True]
 
 
 def test_focus_parquet_with_map_tags(tmp_path):
@@ -279,6 +336,24 @@ def test_unreadable_files_are_one_rejected_record(tmp_path, name, content):
     result = read_billing(path)
     assert result.accepted.empty and result.rows_in == 1
     assert result.rejected["reason"].iloc[0].startswith("unreadable billing file")
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ((FOCUS_HEADER + "\n" + FOCUS_ROWS[0] + "\n").encode("utf-16"), "UTF-16 text (byte-order mark FF FE)"),
+        (b"PAR1" + bytes(64), "a Parquet file, not text"),
+        (bytes(range(256)) * 8, "binary, not a text table"),
+    ],
+    ids=["utf-16", "parquet-named-csv", "binary"],
+)
+def test_a_bill_that_is_not_text_is_one_rejection_saying_why(tmp_path, data, expected):
+    path = tmp_path / "bill.csv"
+    path.write_bytes(data)
+    result = read_billing(path)
+    assert result.accepted.empty and len(result.rejected) == 1
+    reason = result.rejected["reason"].iloc[0]
+    assert reason.startswith(f"{NOT_A_BILL}: the file is") and expected in reason, reason
 
 
 @pytest.mark.parametrize(

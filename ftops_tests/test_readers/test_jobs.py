@@ -210,3 +210,94 @@ def test_header_only_file_reads_nothing(tmp_path):
     result = read_jobs(_write(tmp_path, "jobs.csv", "job_id,status\n"))
     assert result.rows_in == 0
     assert list(result.accepted.columns) == JOBS.column_names
+
+
+# ---- impossible times ---------------------------------------------------------------------------
+
+NOW = pd.Timestamp("2026-11-21T12:00:00Z")
+FLOOR = pd.Timestamp("2023-01-01T00:00:00Z")
+TIMES = """\
+job_id,status,submitted_at,started_at,ended_at
+ok,succeeded,2026-11-20T08:00:00Z,2026-11-20T08:05:00Z,2026-11-20T14:00:00Z
+epoch,running,1970-01-01T00:00:00Z,1970-01-01T00:00:00Z,
+epoch-seconds,running,,0,
+before-floor,succeeded,2022-12-31T23:00:00Z,2022-12-31T23:30:00Z,2023-01-01T02:00:00Z
+ends-first,succeeded,2026-11-20T08:00:00Z,2026-11-20T10:00:00Z,2026-11-20T09:00:00Z
+starts-first,running,2026-11-20T10:00:00Z,2026-11-20T09:00:00Z,
+far-future,running,2026-11-21T00:00:00Z,2099-01-01T00:00:00Z,
+skewed,running,2026-11-21T11:00:00Z,2026-11-21T13:00:00Z,
+"""
+
+
+def test_impossible_job_times_are_rejected_naming_the_field(tmp_path):
+    result = read_jobs(_write(tmp_path, "jobs.csv", TIMES), earliest=FLOOR, now=NOW)
+    # a clock one hour ahead of `now` is within the 24 h tolerance
+    assert sorted(result.accepted["job_id"]) == ["ok", "skewed"]
+    reasons = _reasons(result)
+    floor = "before 2023-01-01, the earliest time kept: not a real job time"
+    assert reasons["2"] == f"submitted_at {floor}; started_at {floor}"
+    assert reasons["3"] == f"started_at {floor}"
+    assert reasons["4"] == f"submitted_at {floor}; started_at {floor}"
+    assert reasons["5"] == "ended_at before started_at"
+    assert reasons["6"] == "started_at before submitted_at"
+    assert reasons["7"] == "started_at in the future (later than now + 24 h)"
+    assert result.rows_in == 8
+
+
+def test_job_times_default_floor_and_future_tolerance(tmp_path):
+    path = _write(tmp_path, "jobs.csv", TIMES)
+    # without a partition start the epoch is still refused; without `now` nothing is "in the future"
+    accepted = set(read_jobs(path).accepted["job_id"])
+    assert accepted == {"ok", "before-floor", "far-future", "skewed"}
+    tight = set(read_jobs(path, earliest=FLOOR, now=NOW, future_tolerance_hours=0.5).accepted["job_id"])
+    assert tight == {"ok"}
+
+
+def test_an_impossible_later_row_does_not_supersede_a_valid_one(tmp_path):
+    text = "job_id,status,started_at\nj1,running,2026-11-20T08:00:00Z\nj1,running,1970-01-01T00:00:00Z\n"
+    result = read_jobs(_write(tmp_path, "jobs.csv", text), earliest=FLOOR, now=NOW)
+    assert result.accepted["started_at"].tolist() == [pd.Timestamp("2026-11-20T08:00:00Z")]
+
+
+# ---- files that are not a registry ----------------------------------------------------------------
+
+
+def _utf16(tmp_path: Path, name: str, bom: bool) -> Path:
+    text = "job_id,status\n" + "".join(f"j{i},running\n" for i in range(140))
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-16" if bom else "utf-16-le"))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: _utf16(p, "jobs.csv", bom=True), "UTF-16 text (byte-order mark FF FE), not UTF-8"),
+        (lambda p: _utf16(p, "jobs.csv", bom=False), "UTF-16 text without a byte-order mark"),
+        (lambda p: _utf16(p, "jobs.jsonl", bom=True), "UTF-16 text (byte-order mark FF FE), not UTF-8"),
+        (lambda p: _write_bytes(p, "jobs.csv", bytes(range(256)) * 40), "binary, not a text table"),
+        (lambda p: _write_bytes(p, "jobs.csv", b"PK\x03\x04" + bytes(200)), "ZIP archive (an Excel .xlsx"),
+        (lambda p: _write_bytes(p, "jobs.jsonl", '{"job_id": "caf\u00e9"}\n'.encode("latin-1")),
+         "not UTF-8 text (byte 0xe9 at offset 15)"),
+        (lambda p: _write(p, "jobs.csv", "name,colour\n" + "x,red\n" * 141), "no job_id column"),
+        (lambda p: _write(p, "jobs.jsonl", '{"name": "x"}\n' * 141), "no job_id column"),
+    ],
+)
+def test_a_file_that_is_not_a_registry_is_one_rejection_saying_why(tmp_path, make, expected):
+    path = make(tmp_path)
+    result = read_jobs(path)
+    assert result.accepted.empty
+    assert len(result.rejected) == 1, result.rejection_counts()
+    reason = result.rejected["reason"].iloc[0]
+    assert expected in reason, reason
+
+
+def test_latin1_csv_is_still_read(tmp_path):
+    path = _write_bytes(tmp_path, "jobs.csv", "job_id,name\nj1,caf\u00e9\n".encode("latin-1"))
+    assert read_jobs(path).accepted["name"].tolist() == ["caf\u00e9"]
+
+
+def _write_bytes(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
