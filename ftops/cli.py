@@ -174,6 +174,11 @@ def budget_lines(status, ledger):
         category = r.budget_category if isinstance(r.budget_category, str) else "(no category)"
         spend, limit = _finite(r.spend_usd, 2), _finite(r.limit_usd, 2)
         usage, forecast = _finite(r.usage_pct, 1), _finite(r.forecast_period_end_usd, 2)
+        held = _finite(getattr(r, "suspicious_usd", None), 2) or 0.0  # tables written before it existed
+        verdict = budget_verdict(spend, limit, usage, forecast)
+        if held:
+            verdict += (f"; ${held:,.2f} held as suspicious, not counted until confirmed "
+                        "(ftops.yaml ingest.confirmed_line_items)")
         rows.append({
             "budget_category": category,
             "period": r.period_key,
@@ -183,7 +188,8 @@ def budget_lines(status, ledger):
             "forecast_period_end_usd": forecast,
             "over_budget_usd": None if spend is None or limit is None else round(max(spend - limit, 0.0), 2),
             "forecast_over_budget": bool(limit is not None and forecast is not None and forecast > limit),
-            "verdict": budget_verdict(spend, limit, usage, forecast),
+            "suspicious_usd": held,
+            "verdict": verdict,
             "thresholds_crossed": json.loads(r.thresholds_crossed),
             "mode": None if pd.isna(r.mode) else r.mode,
             "last_action": last.get(r.budget_category),

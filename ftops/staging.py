@@ -228,7 +228,8 @@ class Staging:
         if manifest_path.exists():
             return StagedFile(**json.loads(manifest_path.read_text()))
         read = lambda local: reader_for(  # noqa: E731
-            file.kind, local, job_tag_key=self.job_tag_key, budget_tag_key=self.budget_tag_key
+            file.kind, local, job_tag_key=self.job_tag_key, budget_tag_key=self.budget_tag_key,
+            earliest=self.earliest, now=self._now(), future_tolerance_hours=self.future_tolerance_hours,
         )()
         result, records_in = _read_local(UPath(inbox), file, read)
         accepted, rejected = result.accepted, result.rejected

@@ -56,6 +56,14 @@ def test_budget_table_shows_the_verdict(warehouse, capsys):
     assert "OVER BUDGET by $95.00 (109.5 %)" in capsys.readouterr().out
 
 
+def test_spend_held_as_suspicious_is_said_with_how_to_confirm_it():
+    status = _status(("research", 400.0, 1000.0, 500.0)).assign(suspicious_usd=1e12)
+    (row,) = budget_lines(status, None)
+    assert row["suspicious_usd"] == 1e12
+    assert row["verdict"].startswith("within budget; $1,000,000,000,000.00 held as suspicious")
+    assert "ingest.confirmed_line_items" in row["verdict"]
+
+
 def test_budget_json_is_strict_even_for_infinite_usage(warehouse, capsys):
     # a zero budget with spend is infinitely used; an inf cost row makes spend inf
     write_table(_status(("zero", 12.0, 0.0, 12.0), ("broken", float("inf"), 100.0, float("inf"))),

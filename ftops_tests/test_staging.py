@@ -110,6 +110,21 @@ def test_rows_in_the_future_or_before_the_partitions_are_rejected_with_the_reaso
     assert staged.max_ts == "2026-11-21T23:00:00+00:00"
 
 
+def test_job_times_before_the_partitions_or_in_the_future_are_rejected_when_staged(tmp_path: Path) -> None:
+    """Staging gives the jobs reader its floor (the partitions' start) and its pinned now."""
+    jobs = tmp_path / "inbox" / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / "jobs.csv").write_text("job_id,status,started_at\n"
+                                   "ok,running,2026-11-20T08:00:00Z\n"
+                                   "old,running,2022-06-01T00:00:00Z\n"
+                                   "later,running,2026-11-25T00:00:00Z\n")
+    staging = _staging(tmp_path)
+    (staged,) = staging.stage_inbox(tmp_path / "inbox")
+    assert (staged.accepted, staged.rejected) == (1, 2) and staged.balanced
+    reasons = " | ".join(sorted(staging.load_rejected()[0]["reason"]))
+    assert "2023-01-01" in reasons and "future" in reasons, reasons
+
+
 def test_stale_tmp_files_are_removed_and_fresh_ones_left_to_their_writer(tmp_path: Path) -> None:
     folder = tmp_path / "warehouse" / "_staging" / "metrics"
     folder.mkdir(parents=True)

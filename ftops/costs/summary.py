@@ -33,7 +33,9 @@ def job_cost_summary(
     progress: optional job_id, steps_done (see `progress_from_metrics`); now: the time running
     jobs are measured to (default: the latest period end in job_costs).
     """
-    attributed = job_costs[job_costs["job_id"].notna()]
+    # lines held as suspicious would top the cost drivers with amounts nobody has confirmed
+    held = job_costs["suspicious"].astype(bool) if "suspicious" in job_costs else False
+    attributed = job_costs[job_costs["job_id"].notna() & ~held]
     cost = attributed["cost_usd"]
     estimated = attributed["estimated"].astype(bool)
     by_job = pd.DataFrame(

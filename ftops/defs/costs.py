@@ -50,8 +50,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
                             max_line_item_cost_usd=settings.ingest.max_line_item_cost_usd,
                             confirmed_line_items=settings.ingest.confirmed_line_items)
     held = costs["suspicious"].astype(bool)
-    # held lines would top the list of cost drivers with amounts nobody has confirmed
-    summary = job_cost_summary(costs[~held], jobs, now=now)
+    summary = job_cost_summary(costs, jobs, now=now)
     estimated = costs["estimated"].astype(bool)
     unattributed = costs["job_id"].isna()
     top = summary.sort_values("total_cost_usd", ascending=False).head(10) if not summary.empty else summary

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Callable
 
+import pandas as pd
+
 from ftops.readers.base import ReadResult, rejected_file
 from ftops.readers.formats import data_format, describe_suffixes
 from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table
@@ -72,14 +74,20 @@ def metric_format(path: str) -> str:
     return "unsupported"
 
 
-def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_key: str = "budget_category"
-               ) -> Callable[[], ReadResult]:
-    """A zero-argument callable that reads `path` (a local file) with the right reader."""
+def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_key: str = "budget_category",
+               earliest: pd.Timestamp | None = None, now: pd.Timestamp | None = None,
+               future_tolerance_hours: float | None = None) -> Callable[[], ReadResult]:
+    """A zero-argument callable that reads `path` (a local file) with the right reader.
+
+    `earliest`, `now` and `future_tolerance_hours` bound the job registry's times (metrics and bills
+    are bounded by staging, which places their rows in partitions).
+    """
     # Imported lazily: each reader family pulls in its own dependencies.
     if kind == "jobs":
-        from ftops.readers.jobs import read_jobs
+        from ftops.readers.jobs import DEFAULT_FUTURE_TOLERANCE_HOURS, read_jobs
 
-        return lambda: read_jobs(path)
+        tolerance = DEFAULT_FUTURE_TOLERANCE_HOURS if future_tolerance_hours is None else future_tolerance_hours
+        return lambda: read_jobs(path, earliest=earliest, now=now, future_tolerance_hours=tolerance)
     if kind == "billing":
         from ftops.readers.billing import read_billing
 

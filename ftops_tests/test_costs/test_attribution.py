@@ -185,6 +185,9 @@ def test_a_line_beyond_the_sanity_bound_is_kept_but_held_and_does_not_stop_estim
     assert out.loc[out["estimated"], "cost_usd"].sum() == pytest.approx(20.0)
     # without a bound nothing is held
     assert not costs(billing, registry)["suspicious"].any()
+    # the job's cost figures leave the held line out: 2 estimated hours, nothing billed
+    summary = job_cost_summary(out, registry, now=NOW).set_index("job_id")
+    assert summary.loc["a", "total_cost_usd"] == pytest.approx(20.0)
 
 
 def test_a_confirmed_line_counts_again():
