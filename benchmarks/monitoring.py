@@ -19,6 +19,7 @@ other fleets too). Targets: detection <= read time; >= 20x faster than the loop.
 from __future__ import annotations
 
 import argparse
+import bisect
 import math
 import statistics
 import sys
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from ftops.monitoring import detect_anomalies  # noqa: E402
 from ftops.monitoring.anomalies import detect_hits  # noqa: E402
+from ftops.monitoring.catalog import setting  # noqa: E402
 from ftops.monitoring.hits import SEVERITIES  # noqa: E402
 from ftops.policy import MonitoringPolicy  # noqa: E402
 
@@ -119,11 +121,19 @@ def synthetic_samples(rows: int, seed: int = 7) -> pd.DataFrame:
 
 # the rules the loop implements: every per-sample rule on the metrics this fleet logs
 LOOP_RULES = frozenset({
-    "loss_non_finite", "loss_rising", "loss_spike", "loss_divergence", "learning_rate_out_of_range",
+    "loss_non_finite", "loss_rising", "loss_spike", "loss_divergence", "loss_implausible",
+    "learning_rate_out_of_range",
     "grad_norm_non_finite", "grad_norm_spike", "grad_norm_explosion", "throughput_degraded",
     "gpu_underutilized", "gpu_overutilized", "gpu_memory_copy_util_high", "gpu_memory_capacity_high",
     "cpu_high", "host_memory_high",
 })
+LEVEL_SAMPLES = 10  # a run's level (its start, its best so far) is the mean of this many losses
+
+
+def _latest_at_or_before(points: list, ts: int) -> object:
+    """The value of the last (ts, value) point at or before `ts` in a ts-sorted list, else None."""
+    i = bisect.bisect_right(points, ts, key=lambda p: p[0])
+    return points[i - 1][1] if i else None
 
 
 def _spike(hist: deque, value: float, min_history: int, min_ratio: float) -> tuple[float, float, float]:
@@ -145,11 +155,17 @@ def loop_detect(samples: pd.DataFrame, policy: MonitoringPolicy) -> Counter:
     (rule, severity), which must equal what `detect_hits` finds (checked in main and in the tests).
 
     Rules judged on a whole series (warm-up and decay of the learning rate, a job's throughput
-    baseline, persistence of a grad-norm explosion) take a second look at the series' own list.
-    Not covered: slow_convergence, judged once per job (no per-sample work), and rules on metrics
-    this fleet does not log (validation loss, accuracy, cost).
+    baseline, persistence of a grad-norm explosion, the start level a rising loss gives back) or on
+    another metric at the time (the symptoms that make GPU saturation a warning) take a second look
+    at the lists kept for that. Not covered: slow_convergence and not_learning, judged once per job
+    (no per-sample work); a divergence in a run's first `spike_window_samples` losses, judged against
+    the floor reached so far (the benchmark's runs start smoothly); and rules on metrics this fleet
+    does not log (validation loss, accuracy, cost).
     """
     lp, gp, tp, up = policy.loss, policy.grad_norm, policy.throughput, policy.gpu_utilization
+    giveback = setting(policy, "loss.trend_min_giveback_ratio") or 0.0
+    plausible_max = setting(policy, "loss.plausible_max")
+    throttle_c = setting(policy, "gpu_utilization.throttle_temperature_c")
     mp, cp, hp, lr = policy.gpu_memory, policy.cpu, policy.host_memory, policy.learning_rate
     minute = 60_000_000_000
     gap = policy.merge_gap_minutes * minute
@@ -184,6 +200,14 @@ def loop_detect(samples: pd.DataFrame, policy: MonitoringPolicy) -> Counter:
     state: dict = {}  # (series, rule, level) -> (run start ts, previous firing ts)
     last_ts: dict = {}
     window_ns = lp.trend_window_minutes * minute
+    level_hist: dict = defaultdict(deque)  # the last LEVEL_SAMPLES losses of a series
+    start_levels: dict = defaultdict(list)  # each series' level after each of its first LEVEL_SAMPLES losses
+    best_level: dict = {}
+    loss_count: Counter = Counter()
+    rising: list = []  # (series, median now, best level then): judged once the start level is known
+    saturated: list = []  # (job, device, ts) of sustained saturation: info unless a symptom at the time
+    temperature: dict = defaultdict(list)  # (job, device) -> [(ts, °C)]
+    slow_at: dict = defaultdict(list)  # job -> [(ts, throughput degraded at that sample)]
 
     def end_far_run(key: tuple) -> None:
         run = far_runs.pop(key, [])
@@ -199,13 +223,24 @@ def loop_detect(samples: pd.DataFrame, policy: MonitoringPolicy) -> Counter:
                 continue
             hist = spike_hist[key]
             if metric == "training_loss":
+                if plausible_max is not None and value > plausible_max:
+                    fired["loss_implausible", "critical"] += 1
+                recent = level_hist[key]
+                recent.append(value)
+                if len(recent) > LEVEL_SAMPLES:
+                    recent.popleft()
+                mean_level = sum(recent) / len(recent)
+                best_level[key] = min(best_level.get(key, mean_level), mean_level)
+                loss_count[key] += 1
+                if len(start_levels[key]) < LEVEL_SAMPLES:
+                    start_levels[key].append(mean_level)
                 window = lp.spike_window_samples
                 z, med, ratio = _spike(hist, value, min(5, window), min(lp.spike_min_ratio, lp.divergence_ratio))
                 high_run[key] = high_run[key] + 1 if ratio >= lp.divergence_ratio else 0
                 if high_run[key] >= lp.divergence_samples:
                     fired["loss_divergence", "critical"] += 1
                 elif z >= lp.spike_robust_z and ratio >= lp.spike_min_ratio:
-                    fired["loss_spike", "warning"] += 1
+                    fired["loss_spike", "info"] += 1
                 # trend: median of the last window vs the median one window earlier
                 win, nows = trend[key], trend_now[key]
                 win.append((ts, value))
@@ -216,7 +251,7 @@ def loop_detect(samples: pd.DataFrame, policy: MonitoringPolicy) -> Counter:
                     nows.popleft()
                 before = nows[0][1] if nows and nows[0][0] <= ts - window_ns else math.nan
                 if before > 0 and now > before * (1.0 + lp.trend_increase_ratio):
-                    fired["loss_rising", "warning"] += 1
+                    rising.append((key, now, best_level[key]))
                 nows.append((ts, now))
             else:
                 window = gp.window_steps
@@ -236,13 +271,19 @@ def loop_detect(samples: pd.DataFrame, policy: MonitoringPolicy) -> Counter:
                 pos, size = len(values) - 1, finite_count[key]
                 skip, count, k = tp.baseline_skip_samples, tp.baseline_samples, max(tp.sustained_samples, 1)
                 has_own = tp.use_job_baseline and size >= skip + count
-                if has_own and pos < skip + count or not has_own and tp.baseline_samples_per_second is None:
-                    continue
-                if pos < k - 1 and size >= k:
-                    continue
-                baseline = statistics.median(values[skip:skip + count]) if has_own else tp.baseline_samples_per_second
-                if statistics.median(values[-k:]) < tp.degradation_ratio * baseline:
+                judged = not (has_own and pos < skip + count or not has_own and tp.baseline_samples_per_second is None)
+                judged = judged and not (pos < k - 1 and size >= k)
+                slow = False
+                if judged:
+                    baseline = (statistics.median(values[skip:skip + count]) if has_own
+                                else tp.baseline_samples_per_second)
+                    slow = statistics.median(values[-k:]) < tp.degradation_ratio * baseline
+                if slow:
                     fired["throughput_degraded", "warning"] += 1
+                slow_at[job].append((ts, slow))
+        elif metric == "gpu_temperature_c":
+            if math.isfinite(value):
+                temperature[job, device].append((ts, value))
         elif metric in sustained_rules:
             previous = last_ts.get(key)
             last_ts[key] = ts
@@ -263,10 +304,23 @@ def loop_detect(samples: pd.DataFrame, policy: MonitoringPolicy) -> Counter:
                     else:
                         state.pop(skey, None)
                         sustained.append(False)
-                if sustained[0]:
+                if sustained[0] and rule == "gpu_overutilized":
+                    saturated.append((job, device, ts))
+                elif sustained[0]:
                     fired[rule, "critical" if sustained[-1] and levels[-1][1] == "critical" else "warning"] += 1
     for key in list(far_runs):
         end_far_run(key)
+    for key, now, best in rising:
+        start = start_levels[key][min(LEVEL_SAMPLES, loss_count[key]) - 1]
+        if now > best + giveback * max(start - best, 0.0):
+            fired["loss_rising", "warning"] += 1
+    for points in (*temperature.values(), *slow_at.values()):
+        points.sort(key=lambda p: p[0])
+    for job, device, ts in saturated:
+        temp = _latest_at_or_before(temperature.get((job, device), []), ts)
+        hot = throttle_c is not None and temp is not None and temp >= throttle_c
+        slow = bool(_latest_at_or_before(slow_at.get(job, []), ts))
+        fired["gpu_overutilized", "warning" if hot or slow else "info"] += 1
     for (job, metric, device), values in series.items():
         if metric != "learning_rate" or not values:
             continue

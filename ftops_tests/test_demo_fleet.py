@@ -21,6 +21,9 @@ from ftops.demo_fleet import (
     demo_policy,
     write_demo_inbox,
 )
+from ftops.agent import SOURCE as AGENT_SOURCE
+from ftops.integrations.hf import SOURCE as CALLBACK_SOURCE
+from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_samples
 from ftops.policy import policy_from_dict
 from ftops.schemas import JOBS, METRICS, validate
 
@@ -147,6 +150,15 @@ def test_long_jsonl_is_canonical(small: tuple[Path, DemoManifest]) -> None:
     assert manifest.counts["metric_files"] == len(list(inbox.glob("metrics/*/*")))
 
 
+def test_sources_are_the_labels_the_real_writers_use(small: tuple[Path, DemoManifest]) -> None:
+    inbox, _ = small
+    for pattern, label in (("agent-*.jsonl", AGENT_SOURCE), ("trainer.jsonl", CALLBACK_SOURCE)):
+        files = sorted(inbox.glob(f"metrics/*/{pattern}"))
+        assert files, pattern
+        sources = set(pd.concat([pd.read_json(f, lines=True, dtype={"device": str})["source"] for f in files]))
+        assert sources == {label}, pattern
+
+
 def test_resource_and_training_cadence(small: tuple[Path, DemoManifest], jobs: pd.DataFrame) -> None:
     inbox, manifest = small
     faulty = {f.job_id for f in manifest.faults}
@@ -221,6 +233,42 @@ def test_injected_faults_are_in_the_data(small: tuple[Path, DemoManifest]) -> No
     best = int(val.idxmin())
     assert 0 < best < len(val) - 3 and val.iloc[-1] > 1.1 * val.min()
     assert train.iloc[-30:].mean() < train.iloc[len(train) // 2 - 15: len(train) // 2 + 15].mean()
+
+
+def test_lost_node_is_silent_for_hours_while_the_registry_says_running(
+        small: tuple[Path, DemoManifest], jobs: pd.DataFrame) -> None:
+    inbox, manifest = small
+    (lost,) = _fault_jobs(manifest, "heartbeat_lost")
+    by_id = jobs.set_index("job_id")
+    assert by_id.loc[lost, "status"] == "running" and pd.isna(by_id.loc[lost, "ended_at"])
+    frame = _long(inbox, lost)
+    frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601", utc=True)
+    last_heartbeat = frame.loc[frame["metric"] == "heartbeat", "ts"].max()
+    last_step = frame.loc[frame["metric"] == "training_loss", "ts"].max()
+    assert manifest.end - max(last_heartbeat, last_step) >= pd.Timedelta(hours=2)
+    onset = next(f.onset for f in manifest.faults if f.fault == "heartbeat_lost")
+    assert abs(pd.Timestamp(onset) - last_heartbeat) <= pd.Timedelta(minutes=1)
+
+    # the other running jobs keep beating to the end, so only the lost one looks dead
+    others = [j for j in jobs.loc[jobs["status"] == "running", "job_id"] if j != lost]
+    assert others
+    for job_id in others:
+        beats = _long(inbox, job_id)
+        beats = pd.to_datetime(beats.loc[beats["metric"] == "heartbeat", "ts"], format="ISO8601", utc=True)
+        assert manifest.end - beats.max() <= pd.Timedelta(minutes=2), job_id
+
+
+def test_liveness_rules_find_exactly_the_liveness_faults(small: tuple[Path, DemoManifest],
+                                                         jobs: pd.DataFrame) -> None:
+    inbox, manifest = small
+    samples = pd.concat([pd.read_json(f, lines=True, dtype={"device": str, "step": "Int64"})
+                         for f in sorted(inbox.glob("metrics/*/*.jsonl"))], ignore_index=True)
+    samples["ts"] = pd.to_datetime(samples["ts"], format="ISO8601", utc=True)
+    found = liveness_anomalies(jobs, signs_of_life_from_samples(samples), now=manifest.end)
+    got = sorted(zip(found["job_id"], found["rule"]))
+    want = sorted((f.job_id, f.expected_rule) for f in manifest.faults
+                  if f.expected_rule in ("heartbeat_lost", "job_preempted"))
+    assert got == want and {r for _, r in want} == {"heartbeat_lost", "job_preempted"}
 
 
 def test_preempted_jobs_fall_silent_before_they_end(small: tuple[Path, DemoManifest], jobs: pd.DataFrame) -> None:
@@ -351,4 +399,4 @@ def test_default_size_volume(tmp_path: Path) -> None:
     assert c["metric_samples"] == (c["metric_samples_jsonl"] + c["metric_samples_wide_csv"]
                                    + c["metric_samples_trainer_state"])
     assert 300 <= c["billing_lines"] <= 3000 and c["billing_files"] == 7
-    assert len(manifest.faults) == 10
+    assert len(manifest.faults) == len(FAULTS) + 1  # one job per fault, two preemptions

@@ -1,0 +1,3 @@
+from ftops.demo_fleet.inbox import main
+
+raise SystemExit(main())
