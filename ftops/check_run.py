@@ -30,7 +30,7 @@ import pandas as pd
 
 from ftops.policy import MonitoringPolicy, Policy, PolicyError, load_policy
 from ftops.readers.base import ReadResult
-from ftops.schemas import METRIC_SAMPLES, REJECTED_RECORDS, utc_timestamp
+from ftops.schemas import ANOMALIES, METRIC_SAMPLES, REJECTED_RECORDS, utc_timestamp
 
 PROG = "ftops check-run"
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -196,7 +196,7 @@ def detect(samples: pd.DataFrame, policy: Policy | MonitoringPolicy | None = Non
     at `as_of`: by default the newest sample, so an old export is not judged by today's clock.
     """
     # imported here so `ftops --help` and the other subcommands do not pay for the detectors
-    from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies
+    from ftops.monitoring.anomalies import detect_anomalies
     from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_samples
 
     parts = [detect_anomalies(samples, policy=_monitoring(policy))] if not samples.empty else []

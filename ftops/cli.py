@@ -37,6 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ftops.defs.runner import materialize_graph, open_instance
     from ftops.definitions import Settings, build_definitions, settings_from_env
     from ftops.demo_fleet import MIN_JOBS, write_demo_inbox
+    from ftops.schemas import ALERTS, BUDGET_STATUS
     from ftops.staging import scan_inbox
 
     if args.jobs < MIN_JOBS or args.days < 1:
@@ -115,9 +116,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lines = sum(m.accepted for m in staging.current("billing"))
     rejected = sum(m.rejected for kind in ("jobs", "metrics", "billing") for m in staging.current(kind))
     runs = ", ".join(r.dagster_run.run_id[:8] for r in results)
-    alerts = read_table(settings.warehouse, dg.AssetKey("alerts"))
+    alerts = read_table(settings.warehouse, dg.AssetKey(ALERTS.name))
     serious = alerts[alerts["severity"].isin(["warning", "critical"])] if alerts is not None else alerts
-    status = read_table(settings.warehouse, dg.AssetKey("budget_status"))
+    status = read_table(settings.warehouse, dg.AssetKey(BUDGET_STATUS.name))
     over = status[status["usage_pct"] >= 90] if status is not None else status
     print(
         f"      jobs: {len(jobs)} ({', '.join(f'{k} {v}' for k, v in jobs['status'].value_counts().items())})\n"
@@ -208,10 +209,11 @@ def cmd_budget(args: argparse.Namespace) -> int:
     from ftops.actions.ledger_store import LedgerStore
     from ftops.defs.io_manager import read_table
     from ftops.definitions import ledger_folder, settings_from_env
+    from ftops.schemas import BUDGET_STATUS
 
     settings = settings_from_env()
     try:
-        status = read_table(settings.warehouse, dg.AssetKey("budget_status"))
+        status = read_table(settings.warehouse, dg.AssetKey(BUDGET_STATUS.name))
         ledger = LedgerStore(ledger_folder(settings)).load() if status is not None else None
     # a corrupt Parquet file (ArrowInvalid is a ValueError), an unknown fsspec scheme, a missing driver
     except (OSError, ValueError, ImportError) as exc:

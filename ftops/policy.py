@@ -19,15 +19,14 @@ from typing import Any, Literal
 
 import yaml
 
+from ftops.schemas import Category, Mode, Period, Severity
+
 
 class PolicyError(ValueError):
     """The policy file is invalid; the message names the key and the allowed values."""
 
 
-Severity = Literal["info", "warning", "critical"]
 NotifierName = Literal["log", "webhook", "slack", "alertmanager"]  # what defs/notifiers.py builds
-BudgetMode = Literal["off", "dry_run", "enforce"]
-BudgetPeriod = Literal["month", "week", "day"]
 
 
 @dataclass(frozen=True)
@@ -185,8 +184,8 @@ class LadderPolicy:
 @dataclass(frozen=True)
 class BudgetPolicy:
     limit_usd: float
-    period: BudgetPeriod = "month"
-    mode: BudgetMode = "dry_run"
+    period: Period = "month"
+    mode: Mode = "dry_run"
     alert_thresholds_pct: tuple[float, ...] = (50.0, 80.0, 90.0)
     ladder: LadderPolicy = field(default_factory=LadderPolicy)
 
@@ -197,7 +196,7 @@ class Route:
 
     severity: Severity
     notifiers: tuple[NotifierName, ...] = ("log",)
-    category: Literal["training", "resource", "quality", "cost"] | None = None
+    category: Category | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Canonical table contracts (ARCHITECTURE.md §3) and the validator used at every boundary.
+"""Every canonical table contract and its vocabularies (docs/architecture.md §4), and the validator
+used at every boundary.
 
 A contract is an ordered list of columns with a logical dtype and whether nulls are allowed.
 `validate` coerces a DataFrame to the contract (column order, dtypes, UTC timestamps) or raises
@@ -8,6 +9,7 @@ A contract is an ordered list of columns with a logical dtype and whether nulls 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import pandas as pd
 
@@ -109,10 +111,38 @@ METRIC_RANGES: dict[str, MetricRange] = {
 }
 assert set(METRIC_RANGES) == set(METRIC_UNITS), "every canonical metric needs a physical range"
 
+# Vocabularies, each spelled once. Where code also needs one as a type (policy fields, the rule
+# catalogue), the Literal is the definition and the tuple is read from it.
 TECHNIQUES = ("lora", "qlora", "full", "prefix", "dpo", "other")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "preempted")
 EXIT_REASONS = ("oom", "preempted", "nan_loss", "hang", "code_error", "node_failure")
 PRICING = ("on_demand", "spot")
+
+Category = Literal["training", "resource", "quality", "cost"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+# lowest first: rules code a severity as its index here, and a merged anomaly takes the highest
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+ALERT_STATES = ("firing", "resolved")
+# The `rule` values of anomalies and alerts. monitoring/catalog.py describes each rule and refuses
+# to load unless its rules are exactly these, in this order.
+RULE_NAMES = (
+    "loss_non_finite", "loss_rising", "loss_spike", "loss_divergence", "loss_implausible", "not_learning",
+    "learning_rate_out_of_range", "grad_norm_non_finite", "grad_norm_spike", "grad_norm_explosion",
+    "throughput_degraded", "gpu_underutilized", "gpu_overutilized", "gpu_memory_copy_util_high",
+    "gpu_memory_capacity_high", "cpu_high", "host_memory_high", "val_loss_non_finite", "val_loss_stagnation",
+    "overfitting", "domain_accuracy_low", "domain_accuracy_target_reached", "slow_convergence", "job_preempted",
+    "heartbeat_lost", "cost_per_hour_high", "cost_per_sample_above_benchmark", "cost_per_sample_above_target",
+)
+DELIVERY_STATUSES = ("delivered", "pending", "superseded")
+ATTRIBUTIONS = ("tag", "resource_id", "resource_id_shared", "estimate", "unattributed")
+Period = Literal["month", "week", "day"]
+PERIODS: tuple[str, ...] = get_args(Period)
+# budget modes, and the mode each action in the ledger was planned under
+Mode = Literal["off", "dry_run", "enforce"]
+MODES: tuple[str, ...] = get_args(Mode)
+TRIGGERS = ("budget", "recovery", "manual")
+ACTION_STATUSES = ("planned", "applied", "skipped", "failed")
 
 METRIC_SAMPLES = Table(
     "metric_samples",
@@ -129,8 +159,10 @@ METRIC_SAMPLES = Table(
     key=("job_id", "metric", "ts", "step", "device", "host"),
 )
 
+# Named after the asset people see in the UI: one name for one thing. Its rejected rows say
+# `job_registry` in rejected_records.table; the inbox folder and staging kind stay `jobs/`.
 JOBS = Table(
-    "jobs",
+    "job_registry",
     (
         _c("job_id", "str", nullable=False),
         _c("name", "str"),
@@ -199,7 +231,165 @@ REJECTED_RECORDS = Table(
     ),
 )
 
-TABLES = {t.name: t for t in (METRIC_SAMPLES, JOBS, BILLING_LINE_ITEMS, REJECTED_RECORDS)}
+RUN_HEALTH = Table(
+    "run_health",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("metric", "str", nullable=False),
+        _c("window_start", "ts", nullable=False),
+        _c("window_minutes", "int", nullable=False),
+        _c("samples", "int", nullable=False),
+        _c("non_finite", "int", nullable=False),  # NaN/Inf samples: a diverged loss shows here
+        _c("mean", "float"),
+        _c("min", "float"),
+        _c("max", "float"),
+        _c("last", "float"),
+        _c("last_ts", "ts", nullable=False),
+        _c("max_step", "int"),
+        _c("max_step_ts", "ts"),  # when the window's highest step was first logged: step progress
+        _c("devices", "int", nullable=False),
+        # domain_accuracy rows: whether the window's best reached the target (news, not an alert)
+        _c("target_reached", "bool"),
+    ),
+    key=("job_id", "metric", "window_start"),
+)
+
+ANOMALIES = Table(
+    "anomalies",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("rule", "str", nullable=False, allowed=RULE_NAMES),
+        _c("category", "str", nullable=False, allowed=CATEGORIES),
+        _c("severity", "str", nullable=False, allowed=SEVERITIES),
+        _c("metric", "str", nullable=False),
+        _c("device", "str"),
+        _c("first_ts", "ts", nullable=False),
+        _c("last_ts", "ts", nullable=False),
+        _c("first_step", "int"),
+        _c("last_step", "int"),
+        _c("worst_ts", "ts", nullable=False),
+        _c("worst_step", "int"),
+        _c("n_samples", "int", nullable=False),
+        _c("value", "float"),  # the worst sample's value (or derived value, e.g. a window median)
+        _c("threshold", "float"),
+        _c("reference", "float"),  # what the value was compared with: median, baseline, earlier best
+        _c("score", "float"),  # how far off: robust z, ratio, improvement (see the rule)
+        _c("window", "str"),
+        _c("ongoing", "bool", nullable=False),  # reaches the job's latest sample of that series
+        _c("message", "str", nullable=False),
+    ),
+    key=("job_id", "rule", "device", "first_ts"),
+)
+
+ALERTS = Table(
+    "alerts",
+    (
+        _c("alert_id", "str", nullable=False),
+        _c("job_id", "str", nullable=False),
+        _c("rule", "str", nullable=False, allowed=RULE_NAMES),
+        _c("device", "str"),  # part of the identity: one GPU of eight can be the problem
+        _c("category", "str", nullable=False, allowed=CATEGORIES),
+        _c("severity", "str", nullable=False, allowed=SEVERITIES),
+        _c("state", "str", nullable=False, allowed=ALERT_STATES),
+        _c("started_at", "ts", nullable=False),
+        _c("last_seen_at", "ts", nullable=False),
+        _c("resolved_at", "ts"),
+        _c("value", "float"),
+        _c("threshold", "float"),
+        _c("message", "str", nullable=False),
+    ),
+    key=("alert_id",),
+)
+
+ALERT_DELIVERIES = Table(
+    "alert_deliveries",
+    (
+        _c("alert_id", "str", nullable=False),
+        _c("state", "str", nullable=False, allowed=ALERT_STATES),
+        _c("notifier", "str", nullable=False),
+        _c("status", "str", nullable=False, allowed=DELIVERY_STATUSES),
+        _c("attempts", "int", nullable=False),
+        _c("last_error", "str"),
+        _c("last_attempt_at", "ts"),
+        _c("delivered_at", "ts"),
+    ),
+    key=("alert_id", "state", "notifier"),
+)
+
+JOB_COSTS = Table(
+    "job_costs",
+    (
+        _c("job_id", "str"),  # null: unattributed
+        _c("budget_category", "str"),
+        _c("period_start", "ts", nullable=False),
+        _c("period_end", "ts"),
+        _c("cost_usd", "float"),  # null only for an estimate without a catalogue price
+        _c("estimated", "bool", nullable=False),
+        _c("attribution", "str", nullable=False, allowed=ATTRIBUTIONS),
+        _c("line_item_id", "str"),
+        _c("provider", "str"),
+        _c("service_name", "str"),
+        _c("resource_id", "str"),
+        _c("instance_type", "str"),
+        _c("pricing", "str"),
+        _c("running_hours", "float"),  # estimates: hours of running time costed
+        _c("gpu_hours", "float"),
+        _c("note", "str"),
+        _c("suspicious", "bool", nullable=False),  # held: excluded from budget spend until confirmed
+    ),
+)
+
+BUDGET_STATUS = Table(
+    "budget_status",
+    (
+        _c("budget_category", "str"),  # null: spend whose category nobody named
+        _c("period", "str", nullable=False, allowed=PERIODS),
+        _c("period_key", "str", nullable=False),
+        _c("period_start", "ts", nullable=False),
+        _c("period_end", "ts", nullable=False),
+        _c("as_of", "ts", nullable=False),
+        _c("limit_usd", "float"),  # null: spend without a budget
+        _c("mode", "str", allowed=MODES),
+        _c("spend_usd", "float", nullable=False),
+        _c("billed_usd", "float", nullable=False),
+        _c("estimated_usd", "float", nullable=False),
+        _c("suspicious_usd", "float", nullable=False),  # held lines: not in spend_usd
+        _c("usage_pct", "float"),
+        _c("remaining_usd", "float"),
+        _c("burn_rate_usd_per_hour", "float", nullable=False),
+        _c("forecast_period_end_usd", "float", nullable=False),
+        _c("forecast_usage_pct", "float"),
+        _c("forecast_next_24h_usd", "float", nullable=False),
+        _c("thresholds_crossed", "str", nullable=False),  # JSON list of alert thresholds (pct)
+        _c("highest_threshold_pct", "float"),
+        _c("ladder_levels_reached", "str", nullable=False),  # JSON list of ladder levels (pct)
+        _c("highest_ladder_pct", "float"),
+        _c("running_jobs", "int", nullable=False),
+    ),
+    key=("budget_category", "period_key"),
+)
+
+ACTION_LEDGER = Table(
+    "action_ledger",
+    (
+        _c("action_id", "str", nullable=False),
+        _c("ts", "ts", nullable=False),  # when the status was last set
+        _c("trigger", "str", nullable=False, allowed=TRIGGERS),
+        _c("job_id", "str"),
+        _c("budget_category", "str"),
+        _c("action", "str", nullable=False),
+        _c("params", "str"),  # JSON object
+        _c("mode", "str", nullable=False, allowed=MODES),
+        _c("status", "str", nullable=False, allowed=ACTION_STATUSES),
+        _c("detail", "str"),
+    ),
+    key=("action_id",),
+)
+
+TABLES = {t.name: t for t in (
+    METRIC_SAMPLES, JOBS, BILLING_LINE_ITEMS, REJECTED_RECORDS, RUN_HEALTH, ANOMALIES, ALERTS, ALERT_DELIVERIES,
+    JOB_COSTS, BUDGET_STATUS, ACTION_LEDGER,
+)}
 
 
 def utc_timestamp(value) -> pd.Timestamp:

@@ -37,7 +37,7 @@ from upath import UPath
 from ftops.readers.base import ReadResult, rejected_rows
 from ftops.readers.inbox import KINDS, InboxFile, classify, reader_for
 from ftops.readers.records import count_records
-from ftops.schemas import REJECTED_RECORDS, to_utc
+from ftops.schemas import JOBS, REJECTED_RECORDS, to_utc
 
 # A `.tmp` older than this belongs to a killed run; younger ones may be a concurrent writer's.
 STALE_TMP_SECONDS = 3600.0
@@ -348,4 +348,6 @@ class Staging:
             if arrow.num_rows:
                 frames.append(arrow.to_pandas())
         df = pd.concat(frames, ignore_index=True) if frames else REJECTED_RECORDS.empty()
+        # copies staged while the job registry's contract was still named "jobs" (its inbox folder)
+        df["table"] = df["table"].replace({"jobs": JOBS.name})
         return df, files

@@ -125,6 +125,19 @@ def test_job_times_before_the_partitions_or_in_the_future_are_rejected_when_stag
     assert "2023-01-01" in reasons and "future" in reasons, reasons
 
 
+def test_job_rejections_staged_under_the_old_contract_name_load_as_job_registry(tmp_path: Path) -> None:
+    jobs = tmp_path / "inbox" / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / "jobs.csv").write_text("job_id,status\nok,running\n,running\n")
+    staging = _staging(tmp_path)
+    (staged,) = staging.stage_inbox(tmp_path / "inbox")
+    assert staging.load_rejected()[0]["table"].tolist() == ["job_registry"]
+    path = staging._paths(staged.kind, staged.identity)[1]
+    old = pd.read_parquet(path).assign(table="jobs")  # what staging wrote before the rename
+    old.to_parquet(path, index=False)
+    assert staging.load_rejected()[0]["table"].tolist() == ["job_registry"]
+
+
 def test_stale_tmp_files_are_removed_and_fresh_ones_left_to_their_writer(tmp_path: Path) -> None:
     folder = tmp_path / "warehouse" / "_staging" / "metrics"
     folder.mkdir(parents=True)

@@ -36,7 +36,7 @@ from ftops.actions.http import (
     sign,
     write_atomic,
 )
-from ftops.costs.ladder import PlannedAction
+from ftops.plans import PlannedAction
 
 CONTROL_FORMAT_VERSION = 1
 # The training side keeps at most this many commands; older obeyed ones are of no use to it.

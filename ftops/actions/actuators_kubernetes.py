@@ -21,7 +21,7 @@ import re
 from typing import Any, Literal
 
 from ftops.actions.actuators import ActuatorError, command_payload
-from ftops.costs.ladder import PlannedAction
+from ftops.plans import PlannedAction
 
 TerminateMode = Literal["delete", "suspend"]
 REQUESTED_ACTION = "ftops/requested-action"

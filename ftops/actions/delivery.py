@@ -21,26 +21,8 @@ from typing import Any
 import pandas as pd
 
 from ftops.actions.notifiers import AlertMessage, Notifier, NotifierError
-from ftops.monitoring.alerts import ALERTS
 from ftops.policy import Route
-from ftops.schemas import Column, Table, utc_timestamp, validate
-
-DELIVERY_STATUSES = ("delivered", "pending", "superseded")
-
-ALERT_DELIVERIES = Table(
-    "alert_deliveries",
-    (
-        Column("alert_id", "str", nullable=False),
-        Column("state", "str", nullable=False, allowed=("firing", "resolved")),
-        Column("notifier", "str", nullable=False),
-        Column("status", "str", nullable=False, allowed=DELIVERY_STATUSES),
-        Column("attempts", "int", nullable=False),
-        Column("last_error", "str"),
-        Column("last_attempt_at", "ts"),
-        Column("delivered_at", "ts"),
-    ),
-    key=("alert_id", "state", "notifier"),
-)
+from ftops.schemas import ALERT_DELIVERIES, ALERTS, utc_timestamp, validate
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,8 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from ftops.actions.actuators import Actuator, ActuatorError
-from ftops.costs.ladder import PlannedAction
-from ftops.costs.ledger import ACTION_LEDGER, MODES, STATUSES, ledger_rows
-from ftops.policy import BudgetMode
-from ftops.schemas import validate
+from ftops.plans import PlannedAction, ledger_rows
+from ftops.schemas import ACTION_LEDGER, ACTION_STATUSES, MODES, Mode, validate
 
 try:
     import fcntl
@@ -78,7 +76,7 @@ class LedgerStore:
             except ValueError:
                 log.warning("%s line %d is not JSON (a write cut short?); ignored", self.path, number)
                 continue
-            if isinstance(event, dict) and event.get("action_id") and event.get("status") in STATUSES:
+            if isinstance(event, dict) and event.get("action_id") and event.get("status") in ACTION_STATUSES:
                 out.append(event)
         return out
 
@@ -103,7 +101,7 @@ class LedgerStore:
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
         return validate(frame, ACTION_LEDGER)
 
-    def done_keys(self, mode: BudgetMode) -> set[str]:
+    def done_keys(self, mode: Mode) -> set[str]:
         """Keys the ladder must not plan again (`plan_actions(already_applied=...)`) in this mode.
 
         enforce: applied, or skipped in enforce mode (someone decided against it). A dry-run row
@@ -135,7 +133,7 @@ class LedgerStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def record_planned(self, actions: Iterable[PlannedAction], mode: BudgetMode) -> None:
+    def record_planned(self, actions: Iterable[PlannedAction], mode: Mode) -> None:
         """Write each action as `planned` in `mode` (one fsynced append for the batch)."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {list(MODES)}")
@@ -145,8 +143,8 @@ class LedgerStore:
 
     def mark(self, action_id: str, status: str, detail: str | None = None) -> None:
         """Write a new status (and detail) for an action already in the ledger."""
-        if status not in STATUSES:
-            raise ValueError(f"action_ledger.status {status!r} is not allowed; allowed: {list(STATUSES)}")
+        if status not in ACTION_STATUSES:
+            raise ValueError(f"action_ledger.status {status!r} is not allowed; allowed: {list(ACTION_STATUSES)}")
         self._append([{"action_id": action_id, "ts": _iso(pd.Timestamp.now(tz="UTC")), "status": status,
                        "detail": detail}])
 
@@ -207,7 +205,7 @@ def _action_from_row(row: dict[str, Any]) -> PlannedAction:
 
 
 def execute_actions(
-    actions: list[PlannedAction], store: LedgerStore, actuator: Actuator, mode: BudgetMode
+    actions: list[PlannedAction], store: LedgerStore, actuator: Actuator, mode: Mode
 ) -> list[dict[str, Any]]:
     """Record, apply and mark each action once; returns one result per distinct action, in order.
 
@@ -243,7 +241,7 @@ def execute_actions(
     return [results[a.action_id] for a in unique]
 
 
-def _decide(row: dict[str, Any] | None, mode: BudgetMode) -> str:
+def _decide(row: dict[str, Any] | None, mode: Mode) -> str:
     """'done' (leave it), 'resume' (planned in this mode by a run that died) or 'plan' (record anew)."""
     if row is None or row["status"] == "failed":
         return "plan"
@@ -258,7 +256,7 @@ def _decide(row: dict[str, Any] | None, mode: BudgetMode) -> str:
     return "done"  # skipped in this mode, or skipped under enforcement (decided against)
 
 
-def _run_one(a: PlannedAction, store: LedgerStore, actuator: Actuator, mode: BudgetMode, resumed: bool) -> dict:
+def _run_one(a: PlannedAction, store: LedgerStore, actuator: Actuator, mode: Mode, resumed: bool) -> dict:
     if mode == "dry_run":
         detail = f"dry run: {actuator.name} would {a.action.replace('_', ' ')} {json.dumps(a.params, sort_keys=True)}"
         store.mark(a.action_id, "skipped", detail)

@@ -35,37 +35,13 @@ import pandas as pd
 from ftops.costs.usage import running_intervals
 from ftops.policy import InstancePrice
 from ftops.readers.billing_common import is_spot
-from ftops.schemas import Column, Table, validate
+from ftops.schemas import JOB_COSTS, validate
 
 CURRENCY = "USD"
-ATTRIBUTIONS = ("tag", "resource_id", "resource_id_shared", "estimate", "unattributed")
 # a line covering more than this says nothing about which job-hours the bill has reached
 BILLED_THROUGH_MAX_PERIOD = pd.Timedelta(days=1)
 HELD_NOTE = ("held as suspicious: cost beyond ingest.max_line_item_cost_usd; not in budget spend until its "
              "line_item_id is listed in ingest.confirmed_line_items")
-
-JOB_COSTS = Table(
-    "job_costs",
-    (
-        Column("job_id", "str"),  # null: unattributed
-        Column("budget_category", "str"),
-        Column("period_start", "ts", nullable=False),
-        Column("period_end", "ts"),
-        Column("cost_usd", "float"),  # null only for an estimate without a catalogue price
-        Column("estimated", "bool", nullable=False),
-        Column("attribution", "str", nullable=False, allowed=ATTRIBUTIONS),
-        Column("line_item_id", "str"),
-        Column("provider", "str"),
-        Column("service_name", "str"),
-        Column("resource_id", "str"),
-        Column("instance_type", "str"),
-        Column("pricing", "str"),
-        Column("running_hours", "float"),  # estimates: hours of running time costed
-        Column("gpu_hours", "float"),
-        Column("note", "str"),
-        Column("suspicious", "bool", nullable=False),  # held: excluded from budget spend until confirmed
-    ),
-)
 
 
 class CurrencyMismatchError(ValueError):

@@ -26,42 +26,11 @@ from ftops.costs.periods import period_window
 from ftops.costs.progress import progress_fraction
 from ftops.costs.usage import TERMINAL_STATUSES
 from ftops.policy import BudgetPolicy, LadderPolicy
-from ftops.schemas import Column, Table, utc_timestamp, validate
+from ftops.schemas import BUDGET_STATUS, utc_timestamp, validate
 
 HOUR = pd.Timedelta(hours=1)
 BURN_WINDOW = pd.Timedelta(hours=24)
 DEFAULT_PERIOD = "month"
-
-BUDGET_STATUS = Table(
-    "budget_status",
-    (
-        Column("budget_category", "str"),  # null: spend whose category nobody named
-        Column("period", "str", nullable=False, allowed=("month", "week", "day")),
-        Column("period_key", "str", nullable=False),
-        Column("period_start", "ts", nullable=False),
-        Column("period_end", "ts", nullable=False),
-        Column("as_of", "ts", nullable=False),
-        Column("limit_usd", "float"),  # null: spend without a budget
-        Column("mode", "str", allowed=("off", "dry_run", "enforce")),
-        Column("spend_usd", "float", nullable=False),
-        Column("billed_usd", "float", nullable=False),
-        Column("estimated_usd", "float", nullable=False),
-        Column("suspicious_usd", "float", nullable=False),  # held lines: not in spend_usd
-        Column("usage_pct", "float"),
-        Column("remaining_usd", "float"),
-        Column("burn_rate_usd_per_hour", "float", nullable=False),
-        Column("forecast_period_end_usd", "float", nullable=False),
-        Column("forecast_usage_pct", "float"),
-        Column("forecast_next_24h_usd", "float", nullable=False),
-        Column("thresholds_crossed", "str", nullable=False),  # JSON list of alert thresholds (pct)
-        Column("highest_threshold_pct", "float"),
-        Column("ladder_levels_reached", "str", nullable=False),  # JSON list of ladder levels (pct)
-        Column("highest_ladder_pct", "float"),
-        Column("running_jobs", "int", nullable=False),
-    ),
-    key=("budget_category", "period_key"),
-)
-
 
 def _usage_pct(spend: float, limit: float | None) -> float | None:
     if limit is None:

@@ -13,30 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
 from ftops.costs.budgets import ladder_levels
-from ftops.policy import BudgetMode, BudgetPolicy
+from ftops.plans import Action, PlannedAction
+from ftops.policy import BudgetPolicy
 
-Action = Literal["switch_to_spot", "reduce_batch_size", "terminate"]
 TRIGGER = "budget"
-
-
-@dataclass(frozen=True)
-class PlannedAction:
-    action_id: str  # idempotency key: job, action, trigger, level, category, period
-    job_id: str
-    budget_category: str
-    action: Action
-    params: dict[str, Any] = field(hash=False)
-    level_pct: float
-    mode: BudgetMode
-    period_key: str
-    trigger: str = TRIGGER
-    reason: str = ""
 
 
 def action_key(job_id: str, action: str, trigger: str, level_pct: float, budget_category: str, period_key: str) -> str:

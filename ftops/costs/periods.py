@@ -6,19 +6,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ftops.policy import BudgetPeriod
-from ftops.schemas import utc_timestamp
+from ftops.schemas import Period, utc_timestamp
 
 
 @dataclass(frozen=True)
 class PeriodWindow:
-    period: BudgetPeriod
+    period: Period
     key: str  # "2024-09", "2024-W38", "2024-09-18": part of every action's idempotency key
     start: pd.Timestamp
     end: pd.Timestamp  # exclusive
 
 
-def period_window(now: pd.Timestamp, period: BudgetPeriod = "month") -> PeriodWindow:
+def period_window(now: pd.Timestamp, period: Period = "month") -> PeriodWindow:
     """The period of kind `period` containing `now` (UTC; weeks start on Monday, as ISO weeks do)."""
     now = utc_timestamp(now)
     day = now.normalize()

@@ -8,12 +8,15 @@ from ftops.schemas import SchemaError, Table, validate
 CONTRACT = "contract_valid"
 
 
-def contract_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(CONTRACT, asset=asset, description="The table satisfies its contract in schemas.py.")
+# Every table asset is named after its contract, so the contract names the asset its check is on.
+def contract_spec(table: Table) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(CONTRACT, asset=table.name,
+                             description="The table satisfies its contract in schemas.py.")
 
 
-def contract_check(df: pd.DataFrame, table: Table, asset: str | None = None) -> dg.AssetCheckResult:
+def contract_check(df: pd.DataFrame, table: Table) -> dg.AssetCheckResult:
     """`contract_valid` for a table an asset is about to store (or has stored)."""
+    asset = table.name
     try:
         validate(df, table)
     except SchemaError as exc:

@@ -5,15 +5,15 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ftops.costs.attribution import JOB_COSTS, attribute_costs
-from ftops.costs.budgets import BUDGET_STATUS, budget_status as compute_budget_status
+from ftops.costs.attribution import attribute_costs
+from ftops.costs.budgets import budget_status as compute_budget_status
 from ftops.costs.progress import progress_from_metrics
 from ftops.costs.summary import job_cost_summary
 from ftops.costs.usage import job_hours
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.resources import PARTITIONS_START, PolicyResource
-from ftops.schemas import BILLING_LINE_ITEMS, JOBS
+from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS
 
 
 
@@ -32,8 +32,8 @@ def _as_of(config: AsOfConfig) -> pd.Timestamp:
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
     check_specs=[
-        contract_spec("job_costs"),
-        dg.AssetCheckSpec("bills_fully_counted", asset="job_costs",
+        contract_spec(JOB_COSTS),
+        dg.AssetCheckSpec("bills_fully_counted", asset=JOB_COSTS.name,
                           description="Every billed USD is in job_costs: attributed or unattributed, never dropped."),
     ],
 )
@@ -63,7 +63,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
         "suspicious_usd": round(float(costs.loc[held, "cost_usd"].sum()), 2),
         "top_jobs": dg.MetadataValue.md(top.to_markdown(index=False) if not top.empty else "none"),
     })
-    yield contract_check(costs, JOB_COSTS, "job_costs")
+    yield contract_check(costs, JOB_COSTS)
     billed_in = round(float(bills["billed_cost"].sum()), 6)
     billed_out = round(float(costs.loc[~estimated, "cost_usd"].sum()), 6)
     yield dg.AssetCheckResult(check_name="bills_fully_counted", passed=abs(billed_in - billed_out) < 1e-4,
@@ -74,7 +74,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
     group_name="costs",
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
-    check_specs=[contract_spec("budget_status")],
+    check_specs=[contract_spec(BUDGET_STATUS)],
 )
 def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_costs: pd.DataFrame,
                   job_registry: pd.DataFrame, run_health: pd.DataFrame, policy: PolicyResource) -> Iterator:
@@ -92,7 +92,7 @@ def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_cos
         "over_90_pct": int((status["usage_pct"] >= 90).sum()),
         "status": dg.MetadataValue.md(shown.to_markdown(index=False) if not shown.empty else "none"),
     })
-    yield contract_check(status, BUDGET_STATUS, "budget_status")
+    yield contract_check(status, BUDGET_STATUS)
 
 
 COST_ASSETS = [job_costs, budget_status]

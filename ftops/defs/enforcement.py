@@ -18,16 +18,18 @@ from ftops.actions.actuators import Actuator, ControlFileActuator, RecordActuato
 from ftops.actions.delivery import route
 from ftops.actions.ledger_store import LedgerStore, execute_actions
 from ftops.actions.notifiers import AlertMessage, NotifierError
-from ftops.costs.ladder import PlannedAction, explain_nothing_planned, plan_actions
+from ftops.costs.ladder import explain_nothing_planned, plan_actions
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
 from ftops.defs.io_manager import write_table
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.resources import PolicyResource, WarehouseResource
+from ftops.plans import PlannedAction
 from ftops.policy import Policy
+from ftops.schemas import ACTION_LEDGER, BUDGET_STATUS, JOBS
 
 
 action_ledger = dg.AssetSpec(
-    "action_ledger",
+    ACTION_LEDGER.name,
     group_name="operations",
     kinds={"parquet"},
     description="Every enforcement and recovery action: planned, applied, skipped or failed, with its "
@@ -144,9 +146,9 @@ def enforce_budget(context: dg.OpExecutionContext, config: EnforcementConfig, le
             context.log.warning(f"budget alert not delivered through {name}: {exc}")
 
     table = store.load()
-    write_table(table, warehouse.base_path, dg.AssetKey("action_ledger"))
+    write_table(table, warehouse.base_path, dg.AssetKey(ACTION_LEDGER.name))
     context.log_event(dg.AssetMaterialization(
-        asset_key="action_ledger",
+        asset_key=ACTION_LEDGER.name,
         metadata={
             "rows": len(table),
             "this_run": dg.MetadataValue.md(pd.DataFrame(results).to_markdown(index=False) if results else "none"),
@@ -210,10 +212,10 @@ def plan_requests(status: pd.DataFrame, jobs: pd.DataFrame, policy: Policy, curs
 )
 def budget_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, policy: PolicyResource,
                   ledger: LedgerResource) -> dg.SensorResult:
-    status = warehouse.read("budget_status")
+    status = warehouse.read(BUDGET_STATUS.name)
     if status is None or status.empty:
         return dg.SensorResult(skip_reason="budget_status not materialised yet")
-    jobs = warehouse.read("job_registry")
+    jobs = warehouse.read(JOBS.name)
     cursor = json.loads(context.cursor) if context.cursor else {}
     store = ledger.store()
     requests, new_cursor = plan_requests(status, jobs if jobs is not None else pd.DataFrame(

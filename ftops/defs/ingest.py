@@ -10,7 +10,7 @@ from ftops.defs.checks import contract_check, contract_spec
 from ftops.defs.io_manager import table_path
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import InboxResource, PolicyResource
-from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table, validate
+from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, REJECTED_RECORDS, Table, validate
 from ftops.staging import KeyResolution, StagedFile, Staging, newest_wins
 
 
@@ -44,9 +44,10 @@ NO_DUPLICATES = "no_duplicate_rows"
 NO_DUPLICATE_LINE_ITEMS = "no_duplicate_line_items"
 
 
-def _checks(asset: str, duplicates_check: str = NO_DUPLICATES) -> list[dg.AssetCheckSpec]:
+def _checks(table: Table, duplicates_check: str = NO_DUPLICATES) -> list[dg.AssetCheckSpec]:
+    asset = table.name
     return [
-        contract_spec(asset),
+        contract_spec(table),
         dg.AssetCheckSpec(
             BALANCE, asset=asset,
             description="Every file: rows in = accepted + rejected; the table: rows read = written + duplicates.",
@@ -106,11 +107,11 @@ def _files_metadata(files: list[StagedFile]) -> dict:
 @dg.asset(
     group_name="ingest",
     kinds={"pandas", "parquet"},
-    check_specs=_checks("job_registry"),
+    check_specs=_checks(JOBS),
 )
 def job_registry(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
                  policy: PolicyResource) -> Iterator:
-    """Every known fine-tuning job (the `jobs` contract); a later export of a job replaces an earlier one."""
+    """Every known fine-tuning job; a later export of a job replaces an earlier one."""
     staging = _staging(inbox, config, policy)
     staging.stage_inbox(inbox.inbox_path)
     df, files = staging.load("jobs")
@@ -128,7 +129,7 @@ def job_registry(context: dg.AssetExecutionContext, config: IngestConfig, inbox:
         },
     )
     staging.mark_ingested(files)  # after the Output: the IO manager has stored the table by now
-    stored = _stored(inbox, "job_registry", None, list(JOBS.key))
+    stored = _stored(inbox, JOBS.name, None, list(JOBS.key))
     yield contract_check(df, JOBS)
     yield _balance_check(files, rows_read, resolved, stored)
     yield _duplicates_check(stored, JOBS)
@@ -155,7 +156,7 @@ def _partitioned_ingest(context: dg.AssetExecutionContext, staging: Staging, inb
     backfill_policy=dg.BackfillPolicy.single_run(),
     metadata={"partition_column": "ts"},
     kinds={"pandas", "parquet"},
-    check_specs=_checks("metric_samples"),
+    check_specs=_checks(METRIC_SAMPLES),
 )
 def metric_samples(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
                    policy: PolicyResource) -> Iterator:
@@ -175,7 +176,7 @@ def metric_samples(context: dg.AssetExecutionContext, config: IngestConfig, inbo
         },
     )
     staging.mark_ingested(covered)  # after the Output: the partition files are stored
-    stored = _stored(inbox, "metric_samples", context.partition_keys, list(METRIC_SAMPLES.key))
+    stored = _stored(inbox, METRIC_SAMPLES.name, context.partition_keys, list(METRIC_SAMPLES.key))
     yield contract_check(df, METRIC_SAMPLES)
     yield _balance_check(files, rows_read, resolved, stored)
     yield _duplicates_check(stored, METRIC_SAMPLES)
@@ -187,7 +188,7 @@ def metric_samples(context: dg.AssetExecutionContext, config: IngestConfig, inbo
     backfill_policy=dg.BackfillPolicy.single_run(),
     metadata={"partition_column": "charge_period_start"},
     kinds={"pandas", "parquet"},
-    check_specs=_checks("billing_line_items", NO_DUPLICATE_LINE_ITEMS),
+    check_specs=_checks(BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS),
 )
 def billing_line_items(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
                        policy: PolicyResource) -> Iterator:
@@ -207,7 +208,7 @@ def billing_line_items(context: dg.AssetExecutionContext, config: IngestConfig, 
         },
     )
     staging.mark_ingested(covered)  # after the Output: the partition files are stored
-    stored = _stored(inbox, "billing_line_items", context.partition_keys, list(BILLING_LINE_ITEMS.key))
+    stored = _stored(inbox, BILLING_LINE_ITEMS.name, context.partition_keys, list(BILLING_LINE_ITEMS.key))
     yield contract_check(df, BILLING_LINE_ITEMS)
     yield _balance_check(files, rows_read, resolved, stored)
     yield _duplicates_check(stored, BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS)
@@ -219,7 +220,7 @@ def billing_line_items(context: dg.AssetExecutionContext, config: IngestConfig, 
     deps=[job_registry, metric_samples, billing_line_items],
     check_specs=[
         dg.AssetCheckSpec(
-            BALANCE, asset="rejected_records",
+            BALANCE, asset=REJECTED_RECORDS.name,
             description="For every inbox file, rows in = accepted + rejected, and every rejection is kept.",
         )
     ],
@@ -244,7 +245,7 @@ def rejected_records(context: dg.AssetExecutionContext, config: IngestConfig, in
     staging.mark_ingested([f for f in files if f.accepted == 0])  # files that only held rejections
     unbalanced = [f.relpath for f in files if not f.balanced]
     expected = sum(f.rejected for f in files)
-    stored = _stored(inbox, "rejected_records", None, ["reason"])
+    stored = _stored(inbox, REJECTED_RECORDS.name, None, ["reason"])
     kept = -1 if stored is None else len(stored)
     yield dg.AssetCheckResult(
         check_name=BALANCE,

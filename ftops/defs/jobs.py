@@ -4,32 +4,37 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ftops.schemas import (
+    ALERT_DELIVERIES, ALERTS, ANOMALIES, BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS, METRIC_SAMPLES,
+    REJECTED_RECORDS, RUN_HEALTH,
+)
+
 job_registry_ingest = dg.define_asset_job(
-    "job_registry_ingest", selection=["job_registry"], description="Rebuild the job registry from the inbox."
+    "job_registry_ingest", selection=[JOBS.name], description="Rebuild the job registry from the inbox."
 )
 metric_ingest = dg.define_asset_job(
-    "metric_ingest", selection=["metric_samples"], description="Rebuild metric_samples partitions."
+    "metric_ingest", selection=[METRIC_SAMPLES.name], description="Rebuild metric_samples partitions."
 )
 billing_ingest = dg.define_asset_job(
-    "billing_ingest", selection=["billing_line_items"], description="Rebuild billing_line_items partitions."
+    "billing_ingest", selection=[BILLING_LINE_ITEMS.name], description="Rebuild billing_line_items partitions."
 )
 rejected_records_refresh = dg.define_asset_job(
-    "rejected_records_refresh", selection=["rejected_records"], description="Collect every rejected row."
+    "rejected_records_refresh", selection=[REJECTED_RECORDS.name], description="Collect every rejected row."
 )
 
 INGEST_JOBS = [job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh]
 
 monitoring_update = dg.define_asset_job(
-    "monitoring_update", selection=["run_health", "anomalies"],
+    "monitoring_update", selection=[RUN_HEALTH.name, ANOMALIES.name],
     description="Rebuild run_health and anomalies partitions (declarative automation does this after ingest).",
 )
 alerts_update = dg.define_asset_job(
-    "alerts_update", selection=["alerts", "alert_deliveries"],
+    "alerts_update", selection=[ALERTS.name, ALERT_DELIVERIES.name],
     description="Update the alert lifecycle and notify.",
 )
 
 costs_update = dg.define_asset_job(
-    "costs_update", selection=["job_costs", "budget_status"], description="Attribute costs and update budgets.",
+    "costs_update", selection=[JOB_COSTS.name, BUDGET_STATUS.name], description="Attribute costs and update budgets.",
 )
 
 MONITORING_JOBS = [monitoring_update, alerts_update, costs_update]

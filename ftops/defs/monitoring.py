@@ -5,17 +5,17 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from ftops.actions.delivery import ALERT_DELIVERIES, deliver
+from ftops.actions.delivery import deliver
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.partitions import daily_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
-from ftops.monitoring.alerts import ALERTS, update_alerts
-from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies_by_day
-from ftops.monitoring.health import RUN_HEALTH, run_health as rollup_run_health
+from ftops.monitoring.alerts import update_alerts
+from ftops.monitoring.anomalies import detect_anomalies_by_day
+from ftops.monitoring.health import run_health as rollup_run_health
 from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_run_health
-from ftops.schemas import utc_timestamp
+from ftops.schemas import ALERT_DELIVERIES, ALERTS, ANOMALIES, JOBS, RUN_HEALTH, utc_timestamp
 
 # Rules look back over windows (trends, rolling medians): the previous day is read as context so
 # that a detection does not start afresh at midnight. Each day is computed from itself and that
@@ -47,7 +47,7 @@ def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
     metadata={"partition_column": "window_start"},
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
-    check_specs=[contract_spec("run_health")],
+    check_specs=[contract_spec(RUN_HEALTH)],
 )
 def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, policy: PolicyResource) -> Iterator:
     """Per job, metric and hour: samples, NaN/Inf count, mean, min, max, last value, last step and
@@ -56,7 +56,7 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, 
     health = (rollup_run_health(metric_samples, domain_accuracy_target=target) if not metric_samples.empty
               else RUN_HEALTH.empty())
     yield dg.Output(health, metadata={"rows": len(health), "jobs": int(health["job_id"].nunique())})
-    yield contract_check(health, RUN_HEALTH, "run_health")
+    yield contract_check(health, RUN_HEALTH)
 
 
 @dg.asset(
@@ -66,8 +66,8 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, 
     metadata={"partition_column": "first_ts"},
     kinds={"pandas", "parquet"},
     ins={"metric_samples": dg.AssetIn(partition_mapping=_WITH_PREVIOUS_DAY)},
-    automation_condition=after_upstream_updates(ignore=("job_registry",)),
-    check_specs=[contract_spec("anomalies")],
+    automation_condition=after_upstream_updates(ignore=(JOBS.name,)),
+    check_specs=[contract_spec(ANOMALIES)],
 )
 def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, job_registry: pd.DataFrame,
               policy: PolicyResource) -> Iterator:
@@ -83,7 +83,7 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
         "by_rule_and_severity": _counts_md(found, ["rule", "severity"]),
         "worst_jobs": dg.MetadataValue.json({str(k): int(v) for k, v in worst.items()}),
     })
-    yield contract_check(found, ANOMALIES, "anomalies")
+    yield contract_check(found, ANOMALIES)
 
 
 @dg.asset(
@@ -91,10 +91,10 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
     kinds={"pandas", "parquet"},
     # heartbeats arrive as samples (run_health); the registry alone would re-run alerts before the
     # anomalies of the same ingest exist
-    automation_condition=after_upstream_updates(ignore=("job_registry",)),
+    automation_condition=after_upstream_updates(ignore=(JOBS.name,)),
     check_specs=[
-        contract_spec("alerts"),
-        dg.AssetCheckSpec("alert_ids_unique", asset="alerts", description="One row per alert id."),
+        contract_spec(ALERTS),
+        dg.AssetCheckSpec("alert_ids_unique", asset=ALERTS.name, description="One row per alert id."),
     ],
 )
 def alerts(context: dg.AssetExecutionContext, config: EvaluationConfig, anomalies: pd.DataFrame,
@@ -102,7 +102,7 @@ def alerts(context: dg.AssetExecutionContext, config: EvaluationConfig, anomalie
            warehouse: WarehouseResource) -> Iterator:
     """Alerts with a lifecycle (firing -> resolved), one per incident, stable across re-runs; the
     detections plus the liveness of each job (job_preempted, heartbeat_lost) as of the evaluation."""
-    previous = warehouse.read("alerts")
+    previous = warehouse.read(ALERTS.name)
     monitoring = policy.load().monitoring
     now = _now(config)
     live = liveness_anomalies(job_registry, signs_of_life_from_run_health(run_health), now, monitoring)
@@ -115,7 +115,7 @@ def alerts(context: dg.AssetExecutionContext, config: EvaluationConfig, anomalie
         "firing": len(firing),
         "firing_by_rule_and_severity": _counts_md(firing, ["rule", "severity"]),
     })
-    yield contract_check(table, ALERTS, "alerts")
+    yield contract_check(table, ALERTS)
     duplicates = int(table["alert_id"].duplicated().sum())
     yield dg.AssetCheckResult(check_name="alert_ids_unique", passed=duplicates == 0,
                               metadata={"duplicate_ids": duplicates})
@@ -126,8 +126,8 @@ def alerts(context: dg.AssetExecutionContext, config: EvaluationConfig, anomalie
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
     check_specs=[
-        contract_spec("alert_deliveries"),
-        dg.AssetCheckSpec("nothing_pending", asset="alert_deliveries", blocking=False,
+        contract_spec(ALERT_DELIVERIES),
+        dg.AssetCheckSpec("nothing_pending", asset=ALERT_DELIVERIES.name, blocking=False,
                           description="Every alert transition reached every notifier its route names."),
     ],
 )
@@ -135,13 +135,13 @@ def alert_deliveries(context: dg.AssetExecutionContext, alerts: pd.DataFrame, po
                      notifiers: NotifiersResource, warehouse: WarehouseResource) -> Iterator:
     """Which alert transitions (firing, resolved) reached which notifier; a notifier that is down keeps
     its alerts pending, and they are retried on the next run."""
-    previous = warehouse.read("alert_deliveries")
+    previous = warehouse.read(ALERT_DELIVERIES.name)
     table, report = deliver(as_contract(alerts, ALERTS), previous, policy.load().routes,
                             notifiers.build(context.log), pd.Timestamp.now(tz="UTC"))
     if not report.ok:
         context.log.warning(report.summary())
     yield dg.Output(table, metadata=report.as_metadata())
-    yield contract_check(table, ALERT_DELIVERIES, "alert_deliveries")
+    yield contract_check(table, ALERT_DELIVERIES)
     pending = int((table["status"] == "pending").sum()) if not table.empty else 0
     yield dg.AssetCheckResult(check_name="nothing_pending", passed=pending == 0,
                               severity=dg.AssetCheckSeverity.WARN,

@@ -4,11 +4,11 @@ Plain pandas/numpy: no Dagster, no environment, no network. The Dagster assets (
 `anomalies`, `alerts`) call `detect_anomalies` and `update_alerts`.
 """
 
-from ftops.monitoring.alerts import ALERTS, alert_id, update_alerts
-from ftops.monitoring.anomalies import ANOMALIES, detect_anomalies
+from ftops.monitoring.alerts import alert_id, update_alerts
+from ftops.monitoring.anomalies import detect_anomalies
 from ftops.monitoring.catalog import METRIC_CATALOG, RULES, MetricInfo, RuleInfo, rules_for
 
 __all__ = [
-    "ALERTS", "ANOMALIES", "METRIC_CATALOG", "RULES", "MetricInfo", "RuleInfo", "alert_id",
-    "detect_anomalies", "rules_for", "update_alerts",
+    "METRIC_CATALOG", "RULES", "MetricInfo", "RuleInfo", "alert_id", "detect_anomalies", "rules_for",
+    "update_alerts",
 ]

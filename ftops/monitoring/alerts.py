@@ -16,29 +16,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from ftops.monitoring.catalog import RULES
-from ftops.monitoring.hits import SEVERITIES
-from ftops.schemas import Column, Table, utc_timestamp, validate
-
-ALERTS = Table(
-    "alerts",
-    (
-        Column("alert_id", "str", nullable=False),
-        Column("job_id", "str", nullable=False),
-        Column("rule", "str", nullable=False, allowed=tuple(RULES)),
-        Column("device", "str"),  # part of the identity: one GPU of eight can be the problem
-        Column("category", "str", nullable=False, allowed=("training", "resource", "quality", "cost")),
-        Column("severity", "str", nullable=False, allowed=SEVERITIES),
-        Column("state", "str", nullable=False, allowed=("firing", "resolved")),
-        Column("started_at", "ts", nullable=False),
-        Column("last_seen_at", "ts", nullable=False),
-        Column("resolved_at", "ts"),
-        Column("value", "float"),
-        Column("threshold", "float"),
-        Column("message", "str", nullable=False),
-    ),
-    key=("alert_id",),
-)
+from ftops.schemas import ALERTS, SEVERITIES, utc_timestamp, validate
 
 _KEY = ["job_id", "rule", "device"]
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ftops.monitoring.catalog import RULES, setting
-from ftops.monitoring.hits import SEVERITIES, empty_hits
+from ftops.monitoring.hits import empty_hits
 from ftops.monitoring.messages import format_messages
 from ftops.monitoring.rules_cost import cost_hits
 from ftops.monitoring.rules_quality import asof, convergence_hits, domain_accuracy_hits, val_loss_hits
@@ -32,34 +32,7 @@ from ftops.monitoring.rules_training import (
 from ftops.monitoring.series import NS_PER_MINUTE, MetricFrame, split_by_metric
 from ftops.monitoring.spikes import grad_norm_hits, loss_spike_hits, non_finite_hits
 from ftops.policy import MonitoringPolicy
-from ftops.schemas import Column, Table, validate
-
-ANOMALIES = Table(
-    "anomalies",
-    (
-        Column("job_id", "str", nullable=False),
-        Column("rule", "str", nullable=False, allowed=tuple(RULES)),
-        Column("category", "str", nullable=False, allowed=("training", "resource", "quality", "cost")),
-        Column("severity", "str", nullable=False, allowed=SEVERITIES),
-        Column("metric", "str", nullable=False),
-        Column("device", "str"),
-        Column("first_ts", "ts", nullable=False),
-        Column("last_ts", "ts", nullable=False),
-        Column("first_step", "int"),
-        Column("last_step", "int"),
-        Column("worst_ts", "ts", nullable=False),
-        Column("worst_step", "int"),
-        Column("n_samples", "int", nullable=False),
-        Column("value", "float"),  # the worst sample's value (or derived value, e.g. a window median)
-        Column("threshold", "float"),
-        Column("reference", "float"),  # what the value was compared with: median, baseline, earlier best
-        Column("score", "float"),  # how far off: robust z, ratio, improvement (see the rule)
-        Column("window", "str"),
-        Column("ongoing", "bool", nullable=False),  # reaches the job's latest sample of that series
-        Column("message", "str", nullable=False),
-    ),
-    key=("job_id", "rule", "device", "first_ts"),
-)
+from ftops.schemas import ANOMALIES, SEVERITIES, validate
 
 
 def _epoch_of(loss: MetricFrame, frames: dict[str, MetricFrame], jobs: pd.DataFrame | None) -> np.ndarray:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ftops.schemas import METRIC_UNITS
+from ftops.schemas import METRIC_UNITS, RULE_NAMES, Category
 
-Category = Literal["training", "resource", "quality", "cost"]
 Direction = Literal["high", "low"]  # which way a value is worse; picks the worst sample of a window
 
 
@@ -87,6 +86,7 @@ _RULES: tuple[RuleInfo, ...] = (
              "cost per processed sample above the optimisation target (within the benchmark)"),
 )
 RULES: dict[str, RuleInfo] = {r.name: r for r in _RULES}
+assert tuple(RULES) == RULE_NAMES, "schemas.RULE_NAMES (the rule column's vocabulary) must list these rules in order"
 
 _CATEGORIES: dict[str, Category] = {
     "training_loss": "training",

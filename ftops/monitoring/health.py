@@ -4,30 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ftops.schemas import Column, Table, validate
-
-RUN_HEALTH = Table(
-    "run_health",
-    (
-        Column("job_id", "str", nullable=False),
-        Column("metric", "str", nullable=False),
-        Column("window_start", "ts", nullable=False),
-        Column("window_minutes", "int", nullable=False),
-        Column("samples", "int", nullable=False),
-        Column("non_finite", "int", nullable=False),  # NaN/Inf samples: a diverged loss shows here
-        Column("mean", "float"),
-        Column("min", "float"),
-        Column("max", "float"),
-        Column("last", "float"),
-        Column("last_ts", "ts", nullable=False),
-        Column("max_step", "int"),
-        Column("max_step_ts", "ts"),  # when the window's highest step was first logged: step progress
-        Column("devices", "int", nullable=False),
-        # domain_accuracy rows: whether the window's best reached the target (news, not an alert)
-        Column("target_reached", "bool"),
-    ),
-    key=("job_id", "metric", "window_start"),
-)
+from ftops.schemas import RUN_HEALTH, validate
 
 
 def run_health(samples: pd.DataFrame, window_minutes: int = 60,

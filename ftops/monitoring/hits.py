@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 
 from ftops.monitoring.series import MetricFrame
+from ftops.schemas import SEVERITIES
 
-SEVERITIES = ("info", "warning", "critical")
-INFO, WARNING, CRITICAL = 0, 1, 2
+# a hit's severity is its index in SEVERITIES, so the worst of several is their maximum
+INFO, WARNING, CRITICAL = range(len(SEVERITIES))
 
 HIT_COLUMNS = ("rule", "job", "device", "group", "seq", "ts", "step", "value", "severity", "threshold",
                "ref", "score", "badness", "window", "last_in_series")

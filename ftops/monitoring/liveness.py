@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ftops.monitoring.anomalies import ANOMALIES
 from ftops.monitoring.catalog import RULES, setting
 from ftops.monitoring.messages import format_messages
-from ftops.schemas import to_utc, utc_timestamp, validate
+from ftops.schemas import ANOMALIES, to_utc, utc_timestamp, validate
 
 LIVENESS_RULES = frozenset({"job_preempted", "heartbeat_lost"})
 _SIGNS = ("job_id", "last_heartbeat_ts", "last_progress_ts", "last_sample_ts")

@@ -111,11 +111,11 @@ def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_
         return lambda: read_metric_export(path)
     suffix = PurePosixPath(path).suffix or "(none)"
     return lambda: ReadResult(
-        "metric_samples",
+        METRIC_SAMPLES.name,
         METRIC_SAMPLES.empty(),
         rejected_file(
             path,
-            "metric_samples",
+            METRIC_SAMPLES.name,
             f"unsupported metric file type {suffix!r}: expected trainer_state.json, *.prom/*.metrics, "
             f"a W&B history.csv/system_stats.csv or a metric export: {describe_suffixes()}",
         ),

@@ -231,7 +231,7 @@ def finish_samples(long: pd.DataFrame, *, source: str, record: pd.Series | None 
         first_pos[good_positions] = np.where(f >= 0, good_positions[np.clip(f, 0, None)], -1)
 
     if not (bad.any() or repeat.any() or conflict.any()):
-        return ReadResult("metric_samples", out.reset_index(drop=True), REJECTED_RECORDS.empty())
+        return ReadResult(METRIC_SAMPLES.name, out.reset_index(drop=True), REJECTED_RECORDS.empty())
 
     refused = bad | conflict
     conditions = [c[refused] for c in checks[::-1]]  # np.select takes the first true: highest priority first
@@ -255,7 +255,7 @@ def finish_samples(long: pd.DataFrame, *, source: str, record: pd.Series | None 
         raw = raw.assign(kept_value=kept)
     accepted = out[~(refused | repeat)].reset_index(drop=True)
     rejected = rejected_rows(
-        raw.drop(columns=["value_missing"], errors="ignore"), reason, source=source, table="metric_samples",
+        raw.drop(columns=["value_missing"], errors="ignore"), reason, source=source, table=METRIC_SAMPLES.name,
         record=None if record is None else record[refused],
     )
-    return ReadResult("metric_samples", accepted, rejected, duplicates=int(repeat.sum()))
+    return ReadResult(METRIC_SAMPLES.name, accepted, rejected, duplicates=int(repeat.sum()))

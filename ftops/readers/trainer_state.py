@@ -24,7 +24,7 @@ from ftops.readers.base import ReadResult, combine, rejected_file, rejected_rows
 from ftops.readers.samples import finish_samples
 from ftops.schemas import METRIC_SAMPLES, METRICS, utc_timestamp
 
-TABLE = "metric_samples"
+TABLE = METRIC_SAMPLES.name
 
 # The Trainer's key vocabulary is fixed, so the map is explicit rather than the shared alias table:
 # there `train_loss` means a per-step loss, here it is the summary entry's run average and must not

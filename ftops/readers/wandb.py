@@ -25,7 +25,7 @@ from ftops.readers.base import ReadResult, combine, rejected_file, rejected_rows
 from ftops.readers.samples import finish_samples
 from ftops.schemas import METRIC_SAMPLES
 
-TABLE = "metric_samples"
+TABLE = METRIC_SAMPLES.name
 HISTORY = "history.csv"
 SYSTEM_STATS = "system_stats.csv"
 METADATA = "wandb-metadata.json"

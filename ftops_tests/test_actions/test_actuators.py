@@ -21,7 +21,8 @@ from ftops.actions.actuators import (
     command_payload,
 )
 from ftops.actions.http import write_atomic
-from ftops.costs.ladder import PlannedAction, action_key
+from ftops.costs.ladder import action_key
+from ftops.plans import PlannedAction
 from ftops_tests.services import recording_http_server
 
 

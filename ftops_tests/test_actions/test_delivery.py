@@ -7,12 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from ftops.actions.delivery import ALERT_DELIVERIES, DeliveryReport, deliver, route
+from ftops.actions.delivery import DeliveryReport, deliver, route
 from ftops.actions.notifiers import AlertMessage, NotifierError
 from ftops.actions.notifiers_http import WebhookNotifier
-from ftops.monitoring.alerts import ALERTS
 from ftops.policy import Route, policy_from_dict
-from ftops.schemas import validate
+from ftops.schemas import ALERT_DELIVERIES, ALERTS, validate
 from ftops_tests.services import free_port, recording_http_server
 
 T0 = pd.Timestamp("2024-05-01 12:00", tz="UTC")

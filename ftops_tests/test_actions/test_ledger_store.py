@@ -14,9 +14,10 @@ import pytest
 
 from ftops.actions.actuators import ActuatorError, ControlFileActuator, RecordActuator
 from ftops.actions.ledger_store import LedgerStore, execute_actions
-from ftops.costs.ladder import PlannedAction, plan_actions
-from ftops.costs.ledger import ACTION_LEDGER, applied_keys
+from ftops.costs.ladder import plan_actions
+from ftops.plans import PlannedAction, applied_keys
 from ftops.policy import BudgetPolicy
+from ftops.schemas import ACTION_LEDGER
 
 from ..test_costs.frames import jobs
 from .test_actuators import planned

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from ftops.costs import applied_keys, ledger_rows, mark, plan_actions
+from ftops.costs import plan_actions
 from ftops.costs.ladder import action_key, explain_nothing_planned, halved_batch
-from ftops.costs.ledger import append
+from ftops.plans import append, applied_keys, ledger_rows, mark
 from ftops.policy import BudgetPolicy, LadderPolicy
 
 from .frames import jobs, ts

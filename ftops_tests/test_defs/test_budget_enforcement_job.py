@@ -5,7 +5,8 @@ import json
 import dagster as dg
 
 from ftops.actions.ledger_store import LedgerStore
-from ftops.costs.ladder import PlannedAction, action_key
+from ftops.costs.ladder import action_key
+from ftops.plans import PlannedAction
 from ftops.defs.enforcement import ActuatorResource, LedgerResource, _action_to_config, budget_enforcement
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.resources import PolicyResource, WarehouseResource

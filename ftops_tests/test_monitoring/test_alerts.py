@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ftops.monitoring import ALERTS, detect_anomalies, update_alerts
+from ftops.monitoring import detect_anomalies, update_alerts
+from ftops.schemas import ALERTS
 
 from .helpers import T0, series
 

@@ -156,7 +156,7 @@ def test_samples_of_no_metric_a_rule_reads():
 
 
 def test_empty_input():
-    from ftops.monitoring.anomalies import ANOMALIES
+    from ftops.schemas import ANOMALIES
 
     empty = detect_anomalies(series("training_loss", []))
     assert empty.empty and list(empty.columns) == ANOMALIES.column_names

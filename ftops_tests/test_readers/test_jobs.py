@@ -203,7 +203,7 @@ def test_unreadable_file_is_one_rejected_record(tmp_path, name, content):
     assert result.accepted.empty
     assert len(result.rejected) == 1 and result.rows_in == 1
     assert result.rejected["source"].iloc[0] == str(path)
-    assert result.rejected["table"].iloc[0] == "jobs"
+    assert result.rejected["table"].iloc[0] == "job_registry"
 
 
 def test_header_only_file_reads_nothing(tmp_path):

@@ -1,42 +1,41 @@
-"""The `action_ledger` table and pure helpers to add actions and record what became of them.
+"""Planned actions on jobs and the pure bookkeeping of the `action_ledger` table.
 
-One row per action_id (the idempotency key). Adding an action whose key is already in the
-ledger changes nothing, so re-planning the same step never applies it twice. `applied_keys`
-is what the ladder must skip: every key except those that failed (a failed action may be tried
+Budget enforcement (costs/ladder.py) and recovery (predict/) both plan actions; actions/ carries them
+out and records them. What they share lives here, so neither imports the other, and neither
+imports actions/, which does I/O.
+
+The ledger has one row per action_id (the idempotency key). Adding an action whose key is already
+in the ledger changes nothing, so re-planning the same step never applies it twice. `applied_keys`
+is what planning must skip: every key except those that failed (a failed action may be tried
 again) — a planned one is in flight, a skipped one was decided against.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
 
 import pandas as pd
 
-from ftops.costs.ladder import PlannedAction
-from ftops.schemas import Column, Table, utc_timestamp, validate
+from ftops.schemas import ACTION_LEDGER, ACTION_STATUSES, Mode, utc_timestamp, validate
 
-TRIGGERS = ("budget", "recovery", "manual")
-MODES = ("off", "dry_run", "enforce")
-STATUSES = ("planned", "applied", "skipped", "failed")
+Action = Literal["switch_to_spot", "reduce_batch_size", "terminate"]
 RETRYABLE = ("failed",)
 
-ACTION_LEDGER = Table(
-    "action_ledger",
-    (
-        Column("action_id", "str", nullable=False),
-        Column("ts", "ts", nullable=False),  # when the status was last set
-        Column("trigger", "str", nullable=False, allowed=TRIGGERS),
-        Column("job_id", "str"),
-        Column("budget_category", "str"),
-        Column("action", "str", nullable=False),
-        Column("params", "str"),  # JSON object
-        Column("mode", "str", nullable=False, allowed=MODES),
-        Column("status", "str", nullable=False, allowed=STATUSES),
-        Column("detail", "str"),
-    ),
-    key=("action_id",),
-)
+
+@dataclass(frozen=True)
+class PlannedAction:
+    action_id: str  # idempotency key: job, action, trigger, level, category, period
+    job_id: str
+    budget_category: str
+    action: Action
+    params: dict[str, Any] = field(hash=False)
+    level_pct: float
+    mode: Mode
+    period_key: str
+    trigger: str = "budget"  # one of schemas.TRIGGERS
+    reason: str = ""
 
 
 def _now(ts: pd.Timestamp | None) -> pd.Timestamp:
@@ -83,8 +82,8 @@ def mark(
     ledger: pd.DataFrame, action_id: str, status: str, detail: str | None = None, ts: pd.Timestamp | None = None
 ) -> pd.DataFrame:
     """A copy of `ledger` with the action's status (and detail, time) set; KeyError if it is unknown."""
-    if status not in STATUSES:
-        raise ValueError(f"action_ledger.status {status!r} is not allowed; allowed: {list(STATUSES)}")
+    if status not in ACTION_STATUSES:
+        raise ValueError(f"action_ledger.status {status!r} is not allowed; allowed: {list(ACTION_STATUSES)}")
     hit = ledger["action_id"].eq(action_id).fillna(False).to_numpy()
     if not hit.any():
         raise KeyError(f"action_ledger has no action {action_id!r}")
