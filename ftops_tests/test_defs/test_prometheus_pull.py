@@ -32,8 +32,10 @@ def test_pull_is_registered_and_runs_only_where_configured(tmp_path: Path) -> No
 def test_schedule_pulls_the_window_ending_at_its_tick(tmp_path: Path) -> None:
     schedule = build_definitions(_settings(tmp_path)).resolve_schedule_def("prometheus_pull_schedule")
     tick = pd.Timestamp("2025-06-01 12:15", tz="UTC")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick.to_pydatetime())
+    # both as context managers, closed in order: a context left open keeps the instance's
+    # definitions-state storage current after the instance is gone, and later definitions loads fail
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick.to_pydatetime()) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.run_config == {"ops": {"pull_prometheus": {"config": {"end": tick.isoformat()}}}}
     assert request.run_key == tick.isoformat()  # a tick evaluated twice is one run
