@@ -1,7 +1,7 @@
 """Training-node sampler behind `ftops agent`: NVML + host metrics -> inbox exports and /metrics.
 
 Every tick the agent reads each GPU through NVML and the host through psutil, appends the samples in
-the canonical long format (ARCHITECTURE.md §3 `metric_samples`) to a JSONL export under
+the canonical long format (docs/architecture.md §4 `metric_samples`) to a JSONL export under
 `<inbox>/metrics/<job_id>/`, and publishes the latest values on a Prometheus `/metrics` endpoint.
 
 The open export is named `*.jsonl.part` and renamed to `*.jsonl` when it is rotated or the agent stops,

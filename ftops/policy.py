@@ -1,6 +1,6 @@
 """Typed policy loaded from `ftops.yaml`: thresholds, budgets, routes, modes and prices.
 
-Every threshold of ARCHITECTURE.md §4 has the spec's default. Loading is strict: an unknown key,
+Every threshold of docs/architecture.md §5 has the spec's default. Loading is strict: an unknown key,
 a wrong type or a value outside its allowed set fails with a `PolicyError` that names the key
 path (for example `budgets.research.mode`) and what is allowed. Values are range-checked too
 (no NaN, nothing negative, percentages within 0-100, warning levels not above critical ones, ladder

@@ -71,7 +71,7 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, 
 )
 def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, job_registry: pd.DataFrame,
               policy: PolicyResource) -> Iterator:
-    """Rule and statistical detections (ARCHITECTURE.md §4), one row per job, rule and window."""
+    """Rule and statistical detections (docs/architecture.md §5), one row per job, rule and window."""
     days = [(w.start, w.end) for w in
             (daily_partitions.time_window_for_partition_key(k) for k in context.partition_keys)]
     found = (detect_anomalies_by_day(metric_samples, days, job_registry, policy.load().monitoring)

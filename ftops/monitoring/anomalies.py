@@ -160,7 +160,7 @@ def detect_anomalies(samples: pd.DataFrame, jobs: pd.DataFrame | None = None,
     """Run every monitoring rule over `metric_samples`; one row per detection window (ANOMALIES).
 
     `jobs` (the jobs table) is optional; it supplies epochs for convergence when the samples carry
-    no `epoch` metric. Rules and their settings: ARCHITECTURE.md §4 and `MonitoringPolicy`.
+    no `epoch` metric. Rules and their settings: docs/architecture.md §5 and `MonitoringPolicy`.
     """
     policy = policy or MonitoringPolicy()
     hits, job_names, device_names = detect_hits(samples, jobs, policy)

@@ -1,6 +1,6 @@
 """The inbox: which files are inputs, what kind each one is and which reader reads it.
 
-Layout (ARCHITECTURE.md §2): `jobs/` job registry exports, `metrics/` metric files of every
+Layout (docs/architecture.md §2): `jobs/` job registry exports, `metrics/` metric files of every
 supported format, `billing/` billing exports. Files still being written (`*.part`, `*.tmp`) and
 hidden files are not inputs yet. A file's identity is its inbox-relative path, size and
 modification time: the same bytes landing again under the same name are the same input, while

@@ -91,7 +91,7 @@ DIRECT: dict[str, Direct] = {
 }
 
 PARTS: dict[str, Part] = {
-    # Capacity, not bandwidth: FB_USED / (FB_USED + FB_FREE) as ARCHITECTURE.md §3 defines it
+    # Capacity, not bandwidth: FB_USED / (FB_USED + FB_FREE) as docs/architecture.md §4 defines it
     # (FB_RESERVED is left out on purpose, so the ratio reads as "share of usable memory").
     "DCGM_FI_DEV_FB_USED": Part("dcgm_fb", "used", "gpu_memory_used_ratio"),
     "DCGM_FI_DEV_FB_FREE": Part("dcgm_fb", "free", "gpu_memory_used_ratio"),
