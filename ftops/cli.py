@@ -94,12 +94,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_step(f"[2/4] reading {len(files)} inbox files once (staging) ...")
     t = time.perf_counter()
     live = sys.stdout.isatty()
-    for i, f in enumerate(files, 1):
-        staging.stage(inbox, f)
+
+    def progress(i: int, total: int) -> None:
         if live:
-            print(f"\r      {i}/{len(files)} files", end="", flush=True)
-        elif i == len(files) or i % max(1, len(files) // 4) == 0:
-            print(f"      {i}/{len(files)} files", flush=True)
+            print(f"\r      {i}/{total} files", end="", flush=True)
+        elif i == total or i % max(1, total // 4) == 0:
+            print(f"      {i}/{total} files", flush=True)
+
+    staging.stage_files(inbox, files, progress=progress)  # in parallel, one process per core
     print(f"{'' if live else '     '} read in {time.perf_counter() - t:.1f} s", flush=True)
 
     _print_step("[3/4] materialising the asset graph on the Dagster instance ...")

@@ -17,30 +17,58 @@ Time: rows before the first partition or later than `now` + `future_tolerance_ho
 in no partition; they are rejected here with that reason, so they are in `rejected_records`.
 `now` is injectable (tests and backfills pin it).
 
+Parallel staging: `stage_files`/`stage_inbox` stage files in worker processes (`workers`, default
+the machine's cores; 1 keeps the serial path). Each worker stages whole files (read, staged Parquet,
+manifest) and sends back only the manifest, so the results are the serial path's: the same
+manifests (but `staged_at`, the wall-clock time of staging), the same staged rows, the same
+rejections, returned in the order of the files given. Small batches (under `parallel_min_bytes`)
+and stores only this process can see (`memory://`) stay serial. A reader error is a rejection of
+that file on either path; a worker process that dies (a crash in native code, the OOM killer) is
+found by re-running the files it may have held one at a time, and the file that kills its process
+again is rejected with that reason, while every other file is staged as usual.
+
 Works on any fsspec URL through UPath (a local folder by default, `s3://…` the same way).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
 
-from ftops.readers.base import ReadResult, rejected_rows
+from ftops.readers.base import ReadResult, rejected_file, rejected_rows
 from ftops.readers.inbox import KINDS, InboxFile, classify, reader_for
 from ftops.readers.records import count_records
 from ftops.schemas import JOBS, REJECTED_RECORDS, to_utc
 
 # A `.tmp` older than this belongs to a killed run; younger ones may be a concurrent writer's.
 STALE_TMP_SECONDS = 3600.0
+
+# Below this many bytes of new files (about 2 s of serial staging on one core) stay serial: a pool
+# gains little there, and a process's first pool also starts the fork server (about 2 s once per
+# process, see worker_context; later pools about 0.05 s); measured with benchmarks/staging.py.
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+# Imported once in the fork server, so that workers start with them (see worker_context).
+_PRELOAD = ["ftops.staging", "ftops.readers.metric_export", "ftops.readers.jobs", "ftops.readers.billing",
+            "ftops.readers.trainer_state", "ftops.readers.wandb", "ftops.readers.prometheus_text",
+            "ftops.readers.records"]
+
+# Stores whose files only this process can see: a worker would find nothing there.
+_PROCESS_LOCAL_PROTOCOLS = ("memory",)
 
 # The column that places a row of each kind in time (and so in a partition).
 TIME_COLUMNS: dict[str, str | None] = {"jobs": None, "metrics": "ts", "billing": "charge_period_start"}
@@ -112,16 +140,16 @@ def remove_stale_tmp(folder: UPath, *, now: pd.Timestamp | None = None, grace_se
     return removed
 
 
-def _write_parquet_atomic(df: pd.DataFrame, target: UPath) -> None:
+def _write_parquet_atomic(df: pd.DataFrame, target: UPath, tag: str = "") -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp = target.with_name(f".{target.name}.{tag}{uuid.uuid4().hex}.tmp")
     with tmp.open("wb") as fh:
         df.to_parquet(fh, index=False)
     tmp.rename(target)
 
 
-def _write_text_atomic(text: str, target: UPath) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+def _write_text_atomic(text: str, target: UPath, tag: str = "") -> None:
+    tmp = target.with_name(f".{target.name}.{tag}{uuid.uuid4().hex}.tmp")
     tmp.write_text(text)
     tmp.rename(target)
 
@@ -133,13 +161,58 @@ def _read_local(inbox: UPath, file: InboxFile, read) -> tuple[ReadResult, int | 
     """
     source = inbox / file.relpath
     if _is_local(source):
-        return read(str(source)), count_records(str(source))
+        return _read_or_refuse(read, str(source), file), count_records(str(source))
     with tempfile.TemporaryDirectory(prefix="ftops-stage-") as tmp:
         local = Path(tmp) / file.relpath  # keep folders: readers derive job ids from them
         local.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb") as src, local.open("wb") as dst:
             shutil.copyfileobj(src, dst)
-        return read(str(local)), count_records(str(local))
+        os.utime(local, ns=(file.mtime_ns, file.mtime_ns))  # readers date rows without a time by the file's
+        return _read_or_refuse(read, str(local), file), count_records(str(local))
+
+
+def _read_or_refuse(read, local: str, file: InboxFile) -> ReadResult:
+    """The reader's result, or one rejection for the whole file when the reader raised.
+
+    Readers turn every error they know into rejections; this catches the rest (a reader bug), so one
+    file can never stop the others being staged, in a worker process or here.
+    """
+    try:
+        return read(local)
+    except Exception as exc:  # noqa: BLE001 - any escape from a reader is that file's problem
+        return _refused(file, f"the reader failed on this file: {type(exc).__name__}: {exc}")
+
+
+def _refused(file: InboxFile, reason: str) -> ReadResult:
+    table = KINDS[file.kind]
+    return ReadResult(table.name, table.empty(), rejected_file(file.relpath, table.name, reason))
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How staging starts worker processes: forked from a fork server that has staging imported.
+
+    Never a plain fork (callers such as Dagster's daemon and code server run threads). The fork
+    server starts once per process (about as long as importing pandas and pyarrow) and then gives
+    every pool its workers in milliseconds, with the readers already imported; where there is no
+    fork server (Windows) workers are spawned and import them each time.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)  # only read when this process starts its fork server
+    return context
+
+
+def _path_ref(path: UPath) -> tuple[str, dict]:
+    """A UPath as plain values a worker process can rebuild it from."""
+    return str(path), dict(getattr(path, "storage_options", {}) or {})
+
+
+def _stage_in_worker(config: dict, inbox: tuple[str, dict], file: InboxFile) -> StagedFile:
+    """Stage one file in a worker process; only its manifest goes back."""
+    (warehouse, options), settings = config["warehouse"], {k: v for k, v in config.items() if k != "warehouse"}
+    staging = Staging(UPath(warehouse, **options), **settings)
+    return staging.stage(UPath(inbox[0], **inbox[1]), file)
 
 
 @dataclass(frozen=True)
@@ -179,8 +252,14 @@ class Staging:
 
     def __init__(self, warehouse: str | UPath, earliest: pd.Timestamp | None = None,
                  job_tag_key: str = "job_id", budget_tag_key: str = "budget_category",
-                 now: pd.Timestamp | None = None, future_tolerance_hours: float = 24.0) -> None:
-        self.root = UPath(warehouse) / "_staging"
+                 now: pd.Timestamp | None = None, future_tolerance_hours: float = 24.0,
+                 workers: int | None = None, parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+                 tmp_tag: str = "") -> None:
+        self.warehouse = UPath(warehouse)
+        self.root = self.warehouse / "_staging"
+        self.workers = workers  # processes that stage files at once; None: os.cpu_count(); 1: serial
+        self.parallel_min_bytes = parallel_min_bytes  # smaller batches of new files stay serial
+        self._tmp_tag = tmp_tag  # in this writer's .tmp names, so its leftovers can be found
         self.earliest = earliest
         self.job_tag_key = job_tag_key
         self.budget_tag_key = budget_tag_key
@@ -224,7 +303,7 @@ class Staging:
 
     def stage(self, inbox: str | UPath, file: InboxFile) -> StagedFile:
         """Read `file` once and keep its accepted and rejected rows; a no-op when already staged."""
-        accepted_path, rejected_path, manifest_path = self._paths(file.kind, file.identity)
+        manifest_path = self._paths(file.kind, file.identity)[2]
         if manifest_path.exists():
             return StagedFile(**json.loads(manifest_path.read_text()))
         read = lambda local: reader_for(  # noqa: E731
@@ -232,6 +311,11 @@ class Staging:
             earliest=self.earliest, now=self._now(), future_tolerance_hours=self.future_tolerance_hours,
         )()
         result, records_in = _read_local(UPath(inbox), file, read)
+        return self._keep(file, result, records_in)
+
+    def _keep(self, file: InboxFile, result: ReadResult, records_in: int | None) -> StagedFile:
+        """Write the staged copies of a read file, manifest last."""
+        accepted_path, rejected_path, manifest_path = self._paths(file.kind, file.identity)
         accepted, rejected = result.accepted, result.rejected
         # Provenance is the inbox path, whatever local path the reader saw.
         if "source" in accepted.columns:
@@ -261,9 +345,9 @@ class Staging:
             skipped=result.skipped,
             file_rejected=result.whole_file_rejected,
         )
-        _write_parquet_atomic(accepted, accepted_path)
-        _write_parquet_atomic(rejected, rejected_path)
-        _write_text_atomic(json.dumps(asdict(staged)), manifest_path)
+        _write_parquet_atomic(accepted, accepted_path, self._tmp_tag)
+        _write_parquet_atomic(rejected, rejected_path, self._tmp_tag)
+        _write_text_atomic(json.dumps(asdict(staged)), manifest_path, self._tmp_tag)
         return staged
 
     def _outside_partitions(self, accepted: pd.DataFrame, time_column: str, now: pd.Timestamp, file: InboxFile
@@ -288,13 +372,144 @@ class Staging:
         rejected = rejected_rows(accepted[out], reason[out], source=file.relpath, table=KINDS[file.kind].name)
         return accepted[~out].reset_index(drop=True), rejected
 
-    def stage_inbox(self, inbox: str | UPath) -> list[StagedFile]:
-        """Stage every inbox file not staged yet; returns the newly staged ones.
+    def stage_inbox(self, inbox: str | UPath, workers: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> list[StagedFile]:
+        """Stage every inbox file not staged yet (in parallel, see `stage_files`); returns the newly staged ones.
 
         First removes the `.tmp` files a killed run left under the staging folder.
         """
         remove_stale_tmp(self.root)  # file ages are wall-clock ages, whatever `now` the data is judged at
-        return [self.stage(inbox, f) for f in scan_inbox(inbox) if not self.is_staged(f)]
+        files = [f for f in scan_inbox(inbox) if not self.is_staged(f)]
+        return self.stage_files(inbox, files, workers=workers, progress=progress)
+
+    def stage_files(self, inbox: str | UPath, files: list[InboxFile], workers: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> list[StagedFile]:
+        """Stage `files` (those staged already are read back), in their order, with up to `workers` processes.
+
+        `workers` overrides the staging's (None: its own, else os.cpu_count()). `progress(done, total)`
+        is called here, in this process, as files finish. A batch smaller than `parallel_min_bytes`,
+        a single file, a process-local store or a daemonic process (which may not start children)
+        stays in this process.
+        """
+        inbox = UPath(inbox)
+        total = len(files)
+        out: dict[int, StagedFile] = {}
+
+        def done(i: int, staged: StagedFile) -> None:
+            out[i] = staged
+            if progress is not None:
+                progress(len(out), total)
+
+        todo = []
+        for i, f in enumerate(files):
+            manifest = self._paths(f.kind, f.identity)[2]
+            if manifest.exists():
+                done(i, StagedFile(**json.loads(manifest.read_text())))
+            else:
+                todo.append((i, f))
+        n = self._pool_size(inbox, [f for _, f in todo], workers)
+        if n <= 1:
+            for i, f in todo:
+                done(i, self.stage(inbox, f))
+        else:
+            self._stage_in_pool(inbox, todo, n, done)
+        return [out[i] for i in range(total)]
+
+    def _pool_size(self, inbox: UPath, files: list[InboxFile], workers: int | None) -> int:
+        wanted = workers or self.workers or os.cpu_count() or 1
+        if wanted <= 1 or len(files) < 2 or sum(f.size for f in files) < self.parallel_min_bytes:
+            return 1
+        if any(getattr(p, "protocol", "") in _PROCESS_LOCAL_PROTOCOLS for p in (inbox, self.root)):
+            return 1
+        if multiprocessing.current_process().daemon:
+            return 1
+        return min(wanted, len(files))
+
+    def _worker_config(self, tag: str) -> dict:
+        return {
+            "warehouse": _path_ref(self.warehouse), "earliest": self.earliest, "job_tag_key": self.job_tag_key,
+            "budget_tag_key": self.budget_tag_key, "now": self.now,
+            "future_tolerance_hours": self.future_tolerance_hours, "workers": 1, "tmp_tag": tag,
+        }
+
+    def _stage_in_pool(self, inbox: UPath, todo: list[tuple[int, InboxFile]], workers: int,
+                       done: Callable[[int, StagedFile], None],
+                       task: Callable[[dict, tuple[str, dict], InboxFile], StagedFile] = _stage_in_worker) -> None:
+        """Stage `todo` in worker processes; `task` is what a worker runs (tests swap it).
+
+        An error a worker raises (the store refused a write: not the file's fault) is raised here
+        once every other file is staged. When a worker process dies, the pool stops; files staged
+        meanwhile have their manifests, and the dead one is among the first `workers` files left
+        (workers take files in order), so those are staged again one process each: a file that kills
+        its process again is rejected with that reason. The rest go on in a new pool.
+        """
+        ref = _path_ref(inbox)
+        context = worker_context()
+        failed: dict[int, BaseException] = {}
+        finished: set[int] = set()
+
+        def mark(i: int, staged: StagedFile) -> None:
+            finished.add(i)
+            done(i, staged)
+
+        def run(batch: list[tuple[int, InboxFile]], size: int) -> list[tuple[int, InboxFile]] | None:
+            """Stage `batch` in a pool of `size`; returns the files left when the pool broke, or None
+            when no worker process could start at all (then nothing is any file's fault)."""
+            tag = f"w{uuid.uuid4().hex[:8]}-"
+            config = self._worker_config(tag)
+            with ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+                try:
+                    pool.submit(os.getpid).result()
+                except BrokenProcessPool:
+                    return None
+                futures = {}
+                for i, f in batch:
+                    try:
+                        futures[pool.submit(task, config, ref, f)] = (i, f)
+                    except BrokenProcessPool:  # a worker died already: the rest go to the next round
+                        break
+                for future in as_completed(futures):
+                    i, f = futures[future]
+                    try:
+                        mark(i, future.result())
+                    except BrokenProcessPool:
+                        pass
+                    except Exception as exc:  # noqa: BLE001 - raised below, after the other files
+                        failed[i] = exc
+                        finished.add(i)
+            left = []
+            for i, f in batch:
+                if i in finished:
+                    continue
+                if self.is_staged(f):  # finished while the pool was breaking
+                    mark(i, StagedFile(**json.loads(self._paths(f.kind, f.identity)[2].read_text())))
+                else:
+                    left.append((i, f))
+            if left:  # the pool's processes are gone: what they were writing is garbage now
+                for tmp in self.root.rglob(f".*.{tag}*.tmp"):
+                    tmp.unlink(missing_ok=True)
+            return left
+
+        pending = todo
+        while pending:
+            left = run(pending, min(workers, len(pending)))
+            if left is None:  # processes cannot start here: stage in this process
+                for i, f in pending:
+                    mark(i, self.stage(inbox, f))
+                break
+            suspects, pending = left[:workers], left[workers:]
+            for i, f in suspects:
+                alone = run([(i, f)], 1)
+                if alone is None:
+                    mark(i, self.stage(inbox, f))
+                elif alone:
+                    mark(i, self._keep(f, _refused(f, "the process reading this file died (killed, out of "
+                                                      "memory, or a crash in native code)"), None))
+        if failed:
+            first = min(failed)
+            relpath = dict(todo)[first].relpath
+            raise RuntimeError(f"staging {relpath} failed ({len(failed)} file(s) failed; every other file "
+                               f"is staged): {failed[first]}") from failed[first]
 
     def manifests(self, kind: str | None = None) -> list[StagedFile]:
         kinds = [kind] if kind else list(KINDS)

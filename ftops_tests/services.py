@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
+from urllib.parse import urlparse
 
 import requests
 
@@ -210,3 +212,90 @@ def recording_http_server() -> Iterator[RecordingServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# --- PostgreSQL: the local cluster `.ci/run` starts (FTOPS_TEST_POSTGRES_URL), driven as its superuser
+
+
+@dataclass(frozen=True)
+class ScratchPostgres:
+    """A role with a random password and a database it owns, for one test; `env` holds the FTOPS_PG_*
+    variables `deploy/dagster.postgres.yaml` reads."""
+
+    user: str
+    password: str
+    host: str
+    port: int
+    database: str
+    cluster: tuple[str, str]  # (version, name) for pg_ctlcluster
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"FTOPS_PG_USER": self.user, "FTOPS_PG_PASSWORD": self.password, "FTOPS_PG_HOST": self.host,
+                "FTOPS_PG_PORT": str(self.port), "FTOPS_PG_DB": self.database}
+
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """Restart the server (every connection drops), and wait until it accepts connections again."""
+        pg_ctlcluster(self.cluster, "restart")
+        wait_for(lambda: _pg_ready(self.port), timeout_s=timeout_s, what="PostgreSQL after its restart")
+
+    def stop(self) -> None:
+        pg_ctlcluster(self.cluster, "stop")
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        pg_ctlcluster(self.cluster, "start")
+        wait_for(lambda: _pg_ready(self.port), timeout_s=timeout_s, what="PostgreSQL after its start")
+
+
+def pg_ctlcluster(cluster: tuple[str, str], action: str) -> None:
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, action], check=True,
+                   capture_output=True, text=True, timeout=120)
+
+
+def _pg_ready(port: int) -> bool:
+    return subprocess.run(["su", "postgres", "-c", f"pg_isready -q -p {port}"], timeout=30).returncode == 0
+
+
+def _psql_as_superuser(port: int, sql: str) -> None:
+    done = subprocess.run(["su", "postgres", "-c", f"psql -v ON_ERROR_STOP=1 -qAt -p {port}"], input=sql,
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def scratch_postgres() -> Iterator[ScratchPostgres]:
+    """A fresh role and database on the local cluster, dropped afterwards.
+
+    A database of its own keeps a test's runs, ticks and run keys apart from every other test's (run
+    keys are derived from the data, so a shared database would dedupe them across tests); a random
+    password is something a scan for leaked secrets can look for without false hits.
+    Skips (fails on CI) without FTOPS_TEST_POSTGRES_URL, pg_ctlcluster or root.
+    """
+    url = os.environ.get("FTOPS_TEST_POSTGRES_URL")
+    if not url:
+        skip_or_fail("FTOPS_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed; .ci/run starts one)")
+    for tool in ("pg_ctlcluster", "pg_lsclusters", "su"):
+        if shutil.which(tool) is None:
+            skip_or_fail(f"`{tool}` is not on PATH (the test drives the local PostgreSQL cluster)")
+    if os.geteuid() != 0:
+        skip_or_fail("the test must run as root to drive the local PostgreSQL cluster as its superuser")
+    parsed = urlparse(url)
+    port = parsed.port or 5432
+    clusters = [line.split() for line in subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True,
+                                                        check=True).stdout.splitlines() if line.strip()]
+    cluster = next(((c[0], c[1]) for c in clusters if c[2] == str(port)), None)
+    if cluster is None:
+        skip_or_fail(f"no local PostgreSQL cluster listens on port {port} (pg_lsclusters)")
+    suffix = secrets.token_hex(6)
+    scratch = ScratchPostgres(user=f"ftops_t_{suffix}", password=secrets.token_urlsafe(24),
+                              host=parsed.hostname or "127.0.0.1", port=port, database=f"ftops_t_{suffix}",
+                              cluster=cluster)
+    _psql_as_superuser(port, f"CREATE ROLE {scratch.user} LOGIN PASSWORD '{scratch.password}';\n"
+                             f"CREATE DATABASE {scratch.database} OWNER {scratch.user};\n")
+    try:
+        yield scratch
+    finally:
+        wait_for(lambda: _pg_ready(port), timeout_s=60, what="PostgreSQL before dropping the scratch database")
+        _psql_as_superuser(port, f"DROP DATABASE IF EXISTS {scratch.database} WITH (FORCE);\n"
+                                 f"DROP ROLE IF EXISTS {scratch.user};\n")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from upath import UPath
 
 import ftops.readers.metric_export as metric_export
 from ftops.readers.inbox import classify, metric_format
 from ftops.readers.metric_export import read_metric_export
-from ftops.staging import Staging, newest_wins, remove_stale_tmp
+from ftops.staging import Staging, _stage_in_worker, newest_wins, remove_stale_tmp, scan_inbox
 
 CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
 NOW = pd.Timestamp("2026-11-21T00:00:00Z")
@@ -175,3 +176,142 @@ def test_latin1_jsonl_is_one_rejection_saying_it_is_not_utf8(tmp_path: Path) -> 
     result = read_metric_export(path)
     assert result.whole_file_rejected and len(result.rejected) == 1
     assert result.rejected["reason"].iloc[0] == "not UTF-8 text (byte 0xe9 at offset 43); write the file as UTF-8"
+
+
+# --- parallel staging: the serial path's results, with files staged in worker processes ---------------------
+
+def _parallel(tmp_path: Path, name: str, workers: int = 2) -> Staging:
+    # parallel_min_bytes=0: the corpus is small, and would otherwise (rightly) stay serial
+    return Staging(tmp_path / name, earliest=EARLIEST, now=NOW, workers=workers, parallel_min_bytes=0)
+
+
+def _staged_content(staging: Staging, files) -> list[tuple]:
+    """Each manifest but its wall-clock staged_at, with the bytes of its two staged Parquet files."""
+    out = []
+    for f in files:
+        manifest = {k: v for k, v in f.__dict__.items() if k != "staged_at"}
+        accepted, rejected, _ = staging._paths(f.kind, f.identity)
+        out.append((manifest, accepted.read_bytes(), rejected.read_bytes()))
+    return out
+
+
+def _no_tmp_left(staging: Staging) -> None:
+    assert not [p.name for p in staging.root.rglob("*.tmp")]
+
+
+def test_parallel_staging_gives_the_serial_manifests_staged_rows_and_rejections(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    serial = Staging(tmp_path / "serial", earliest=EARLIEST, now=NOW, workers=1)
+    parallel = _parallel(tmp_path, "parallel")
+    seen: list[tuple[int, int]] = []
+    serial_files = serial.stage_inbox(inbox)
+    parallel_files = parallel.stage_inbox(inbox, progress=lambda done, total: seen.append((done, total)))
+    assert [f.relpath for f in parallel_files] == [f.relpath for f in serial_files]  # the inbox's order
+    assert _staged_content(parallel, parallel_files) == _staged_content(serial, serial_files)
+    assert sum(f.file_rejected for f in parallel_files) >= 5  # the corpus' bad files are in the comparison
+    pd.testing.assert_frame_equal(parallel.load_rejected()[0], serial.load_rejected()[0])
+    assert seen == [(i, len(serial_files)) for i in range(1, len(serial_files) + 1)]
+    _no_tmp_left(parallel)
+    # staged files are read back, not staged again
+    assert parallel.stage_files(inbox, scan_inbox(inbox)) == parallel_files
+    assert parallel.stage_inbox(inbox) == []
+
+
+def test_small_batches_process_local_stores_and_one_worker_stay_serial(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    files = scan_inbox(inbox)
+    staging = Staging(tmp_path / "w", workers=4)  # the default minimum: the corpus is far below it
+    assert staging._pool_size(UPath(inbox), files, None) == 1
+    assert staging._pool_size(UPath(inbox), files, 1) == 1
+    eager = _parallel(tmp_path, "w", workers=4)
+    assert eager._pool_size(UPath(inbox), files, None) == 4
+    assert eager._pool_size(UPath(inbox), files[:1], None) == 1
+    assert eager._pool_size(UPath(inbox), files, 1) == 1
+    assert _parallel(tmp_path, "w")._pool_size(UPath("memory://inbox"), files, None) == 1
+
+
+def _small_inbox(tmp_path: Path) -> Path:
+    """A few files of the corpus, good and bad, of every kind (worker processes take seconds to start)."""
+    source = tmp_path / "source"
+    for name in ("metrics/corrupt.parquet", "metrics/long.csv.gz", "metrics/long-conflict.jsonl",
+                 "metrics/wide.parquet", "metrics/run-ts1/trainer_state.json", "jobs/jobs-bad-rows.csv",
+                 *[f"billing/{p.name}" for p in sorted((CORPUS / "billing").iterdir())[:2]]):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CORPUS / name, source / name)
+    return _inbox(tmp_path, source)
+
+
+def _dies_on_corrupt_parquet(config, inbox, file):
+    """A worker task whose process dies on one file, as a crash in native code would."""
+    if file.relpath.endswith("corrupt.parquet"):
+        os._exit(3)
+    return _stage_in_worker(config, inbox, file)
+
+
+def test_a_file_that_kills_its_worker_process_is_rejected_and_the_others_are_staged(tmp_path: Path) -> None:
+    inbox = _small_inbox(tmp_path)
+    serial = Staging(tmp_path / "serial", earliest=EARLIEST, now=NOW, workers=1)
+    expected = {f.relpath: f for f in serial.stage_inbox(inbox)}
+    parallel = _parallel(tmp_path, "parallel")
+    files = scan_inbox(inbox)
+    out: dict[int, object] = {}
+    parallel._stage_in_pool(UPath(inbox), list(enumerate(files)), 2, out.__setitem__, task=_dies_on_corrupt_parquet)
+    staged = [out[i] for i in range(len(files))]
+    dead = [f for f in staged if f.relpath.endswith("corrupt.parquet")]
+    assert len(dead) == 1 and dead[0].file_rejected and dead[0].balanced and dead[0].accepted == 0
+    reasons = parallel.load_rejected()[0].query("source == @dead[0].relpath")["reason"].tolist()
+    assert reasons == ["the process reading this file died (killed, out of memory, or a crash in native code)"]
+    others = [f for f in staged if f is not dead[0]]
+    assert _staged_content(parallel, others) == _staged_content(serial, [expected[f.relpath] for f in others])
+    _no_tmp_left(parallel)
+
+
+def _store_refuses_billing(config, inbox, file):
+    if file.kind == "billing":
+        raise PermissionError("the store refused the write")
+    return _stage_in_worker(config, inbox, file)
+
+
+def test_a_worker_error_that_is_not_the_files_is_raised_after_every_other_file_is_staged(tmp_path: Path) -> None:
+    inbox = _small_inbox(tmp_path)
+    parallel = _parallel(tmp_path, "parallel")
+    files = scan_inbox(inbox)
+    out: dict[int, object] = {}
+    with pytest.raises(RuntimeError, match="every other file is staged") as info:
+        parallel._stage_in_pool(UPath(inbox), list(enumerate(files)), 2, out.__setitem__, task=_store_refuses_billing)
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert sorted(f.relpath for f in out.values()) == sorted(f.relpath for f in files if f.kind != "billing")
+    assert not any(parallel.is_staged(f) for f in files if f.kind == "billing")  # tried again next time
+
+
+def test_a_reader_that_raises_is_a_rejection_of_its_file_not_an_error(tmp_path: Path, monkeypatch) -> None:
+    inbox = tmp_path / "inbox" / "metrics"
+    inbox.mkdir(parents=True)
+    (inbox / "a.csv").write_text("ts,job_id,metric,value\n2026-11-20T10:00:00Z,j,training_loss,1\n")
+    (tmp_path / "inbox" / "jobs").mkdir()
+    (tmp_path / "inbox" / "jobs" / "jobs.csv").write_text("job_id,status\nj,running\n")
+
+    def broken(path):
+        raise KeyError("a reader bug")
+
+    monkeypatch.setattr(metric_export, "read_metric_export", broken)
+    staging = _staging(tmp_path)
+    jobs, metrics = sorted(staging.stage_inbox(tmp_path / "inbox"), key=lambda f: f.relpath)
+    assert metrics.file_rejected and metrics.balanced and (jobs.accepted, jobs.rejected) == (1, 0)
+    assert staging.load_rejected()[0]["reason"].tolist() == [
+        "the reader failed on this file: KeyError: 'a reader bug'"]
+
+
+def test_a_remote_inbox_is_staged_in_parallel_through_its_url(tmp_path: Path) -> None:
+    """Workers get the inbox as a URL string (and its storage options) and copy files through fsspec."""
+    inbox = _small_inbox(tmp_path)
+    # the trainer_state reader writes the path it read (here a temporary copy) into rejections' raw text
+    shutil.rmtree(inbox / "metrics" / "run-ts1")
+    serial = Staging(tmp_path / "serial", earliest=EARLIEST, now=NOW, workers=1)
+    expected = serial.stage_inbox(inbox)
+    remote = UPath(f"simplecache::file://{inbox.as_posix()}")  # not a local path: the fsspec copy branch
+    assert remote.protocol not in ("", "file", "local")
+    parallel = _parallel(tmp_path, "parallel")
+    assert parallel._pool_size(remote, scan_inbox(remote), None) == 2
+    staged = parallel.stage_inbox(remote)
+    assert _staged_content(parallel, staged) == _staged_content(serial, expected)
