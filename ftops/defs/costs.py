@@ -10,21 +10,12 @@ from ftops.costs.budgets import budget_status as compute_budget_status
 from ftops.costs.progress import progress_from_metrics
 from ftops.costs.summary import job_cost_summary
 from ftops.costs.usage import job_hours
+from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.resources import PARTITIONS_START, PolicyResource
 from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS
 
-
-
-class AsOfConfig(dg.Config):
-    """Evaluate as of this time (ISO-8601, UTC); empty means now. For reproducible backfills and tests."""
-
-    as_of: str = ""
-
-
-def _as_of(config: AsOfConfig) -> pd.Timestamp:
-    return pd.Timestamp(config.as_of, tz="UTC") if config.as_of else pd.Timestamp.now(tz="UTC")
 
 
 @dg.asset(
@@ -41,7 +32,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
               job_registry: pd.DataFrame, policy: PolicyResource) -> Iterator:
     """Bills attributed to jobs by tag or resource id; GPU-hours not billed yet estimated at catalogue
     price (marked estimated, replaced when the bill arrives); unmatched costs kept as unattributed."""
-    now = _as_of(config)
+    now = config.now()
     bills = as_contract(billing_line_items, BILLING_LINE_ITEMS)
     jobs = as_contract(job_registry, JOBS)
     settings = policy.load()
@@ -80,7 +71,7 @@ def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_cos
                   job_registry: pd.DataFrame, run_health: pd.DataFrame, policy: PolicyResource) -> Iterator:
     """Per budget category and period: limit, spend (billed + estimated), usage %, remaining, burn
     rate, forecast at period end and for the next 24 h, thresholds and ladder levels crossed."""
-    now = _as_of(config)
+    now = config.now()
     jobs = as_contract(job_registry, JOBS)
     progress = (progress_from_metrics(run_health.rename(columns={"max_step": "step"})[["job_id", "step"]])
                 if not run_health.empty else None)

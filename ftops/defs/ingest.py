@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ftops.defs.as_of import AsOfConfig
 from ftops.defs.checks import contract_check, contract_spec
 from ftops.defs.io_manager import table_path
 from ftops.defs.partitions import daily_partitions
@@ -14,16 +15,9 @@ from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, REJECTED_REC
 from ftops.staging import KeyResolution, StagedFile, Staging, newest_wins
 
 
-class IngestConfig(dg.Config):
-    """`as_of` pins "now" for the future-row cut-off (tests, backfills); empty means the wall clock."""
-
-    as_of: str = ""
-
-
-def _staging(inbox: InboxResource, config: IngestConfig, policy: PolicyResource) -> Staging:
-    now = pd.Timestamp(config.as_of) if config.as_of else pd.Timestamp.now(tz="UTC")
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    return inbox.staging().at(now, policy.load().ingest.future_tolerance_hours)
+def _staging(inbox: InboxResource, config: AsOfConfig, policy: PolicyResource) -> Staging:
+    # `as_of` pins "now" for the future-row cut-off
+    return inbox.staging().at(config.now(), policy.load().ingest.future_tolerance_hours)
 
 
 def _stored(inbox: InboxResource, asset: str, partition_keys: list[str] | None, columns: list[str]
@@ -50,7 +44,8 @@ def _checks(table: Table, duplicates_check: str = NO_DUPLICATES) -> list[dg.Asse
         contract_spec(table),
         dg.AssetCheckSpec(
             BALANCE, asset=asset,
-            description="Every file: rows in = accepted + rejected; the table: rows read = written + duplicates.",
+            description="Every file: records counted in the file = records its reader accounted for; the table: "
+                        "rows read = rows stored (read back) + duplicates + superseded rows.",
         ),
         dg.AssetCheckSpec(duplicates_check, asset=asset, description="The table's key is unique."),
     ]
@@ -109,7 +104,7 @@ def _files_metadata(files: list[StagedFile]) -> dict:
     kinds={"pandas", "parquet"},
     check_specs=_checks(JOBS),
 )
-def job_registry(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+def job_registry(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: InboxResource,
                  policy: PolicyResource) -> Iterator:
     """Every known fine-tuning job; a later export of a job replaces an earlier one."""
     staging = _staging(inbox, config, policy)
@@ -158,7 +153,7 @@ def _partitioned_ingest(context: dg.AssetExecutionContext, staging: Staging, inb
     kinds={"pandas", "parquet"},
     check_specs=_checks(METRIC_SAMPLES),
 )
-def metric_samples(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+def metric_samples(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: InboxResource,
                    policy: PolicyResource) -> Iterator:
     """Every training, resource, quality and cost sample in the canonical long format, by day."""
     staging = _staging(inbox, config, policy)
@@ -190,7 +185,7 @@ def metric_samples(context: dg.AssetExecutionContext, config: IngestConfig, inbo
     kinds={"pandas", "parquet"},
     check_specs=_checks(BILLING_LINE_ITEMS, NO_DUPLICATE_LINE_ITEMS),
 )
-def billing_line_items(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+def billing_line_items(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: InboxResource,
                        policy: PolicyResource) -> Iterator:
     """Billing lines normalised to FOCUS (snake_case), de-duplicated by line_item_id, by charge day."""
     staging = _staging(inbox, config, policy)
@@ -225,7 +220,7 @@ def billing_line_items(context: dg.AssetExecutionContext, config: IngestConfig, 
         )
     ],
 )
-def rejected_records(context: dg.AssetExecutionContext, config: IngestConfig, inbox: InboxResource,
+def rejected_records(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: InboxResource,
                      policy: PolicyResource) -> Iterator:
     """Every row any reader refused, with the file it came from and the reason; nothing is dropped."""
     staging = _staging(inbox, config, policy)

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from ftops.actions.delivery import deliver
+from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.notifiers import NotifiersResource
@@ -15,22 +16,12 @@ from ftops.monitoring.alerts import update_alerts
 from ftops.monitoring.anomalies import detect_anomalies_by_day
 from ftops.monitoring.health import run_health as rollup_run_health
 from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_run_health
-from ftops.schemas import ALERT_DELIVERIES, ALERTS, ANOMALIES, JOBS, RUN_HEALTH, utc_timestamp
+from ftops.schemas import ALERT_DELIVERIES, ALERTS, ANOMALIES, JOBS, RUN_HEALTH
 
 # Rules look back over windows (trends, rolling medians): the previous day is read as context so
 # that a detection does not start afresh at midnight. Each day is computed from itself and that
 # context alone, also inside a range backfill, so any grouping of days into runs stores the same rows.
 _WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1)
-
-
-class EvaluationConfig(dg.Config):
-    """Evaluate as of this time (ISO-8601, UTC); empty means now. For reproducible backfills and tests."""
-
-    as_of: str = ""
-
-
-def _now(config: EvaluationConfig) -> pd.Timestamp:
-    return utc_timestamp(config.as_of) if config.as_of else pd.Timestamp.now(tz="UTC")
 
 
 def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
@@ -97,14 +88,14 @@ def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, j
         dg.AssetCheckSpec("alert_ids_unique", asset=ALERTS.name, description="One row per alert id."),
     ],
 )
-def alerts(context: dg.AssetExecutionContext, config: EvaluationConfig, anomalies: pd.DataFrame,
+def alerts(context: dg.AssetExecutionContext, config: AsOfConfig, anomalies: pd.DataFrame,
            job_registry: pd.DataFrame, run_health: pd.DataFrame, policy: PolicyResource,
            warehouse: WarehouseResource) -> Iterator:
     """Alerts with a lifecycle (firing -> resolved), one per incident, stable across re-runs; the
     detections plus the liveness of each job (job_preempted, heartbeat_lost) as of the evaluation."""
     previous = warehouse.read(ALERTS.name)
     monitoring = policy.load().monitoring
-    now = _now(config)
+    now = config.now()
     live = liveness_anomalies(job_registry, signs_of_life_from_run_health(run_health), now, monitoring)
     found = pd.concat([f for f in (as_contract(anomalies, ANOMALIES), live) if len(f)] or [ANOMALIES.empty()],
                       ignore_index=True)

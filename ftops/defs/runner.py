@@ -34,7 +34,7 @@ def open_instance() -> dg.DagsterInstance:
 
 
 def _ops_taking_as_of(job: dg.JobDefinition) -> list[str]:
-    """The ops of `job` whose config has an `as_of` field (assets configured with AsOfConfig)."""
+    """The ops of `job` whose config has an `as_of` field (assets configured with defs.as_of.AsOfConfig)."""
     names = []
     for node in job.graph.node_defs:
         schema = getattr(node, "config_schema", None)
