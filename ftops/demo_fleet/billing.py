@@ -67,6 +67,26 @@ def job_cost_lines(jobs: list[PlannedJob], seed: int, end_ms: int) -> pd.DataFra
     return lines
 
 
+def _shared_usage_lines(day: pd.DatetimeIndex, quantity: np.ndarray, unit_price: float, unit: str,
+                        description: str, resource_id: str, resource_type: str, service_category: str,
+                        service_name: str, sku: str) -> pd.DataFrame:
+    """Daily FOCUS lines of a shared us-east-1 resource that no job's tags claim (storage, network)."""
+    cost = np.round(quantity * unit_price, 8)
+    account = _SUB_ACCOUNTS[None]
+    return pd.DataFrame({
+        "AvailabilityZone": None, "BilledCost": cost, "ChargeCategory": "Usage",
+        "ChargeDescription": description, "ChargeFrequency": "Usage-Based",
+        "ChargePeriodStart": day, "ChargePeriodEnd": day + pd.Timedelta(days=1),
+        "ConsumedQuantity": quantity, "ConsumedUnit": unit, "ContractedCost": cost,
+        "ContractedUnitPrice": unit_price, "EffectiveCost": cost,
+        "ListCost": cost, "ListUnitPrice": str(unit_price), "PricingCategory": "Standard",
+        "PricingQuantity": quantity, "PricingUnit": unit, "RegionId": "us-east-1",
+        "RegionName": _REGION_NAMES["us-east-1"], "ResourceId": resource_id,
+        "ResourceType": resource_type, "ServiceCategory": service_category, "ServiceName": service_name,
+        "SkuKey": sku, "SubAccountId": account[0], "SubAccountName": account[1], "Tags": None,
+    })
+
+
 def focus_frame(usage: pd.DataFrame, start_ms: int, cutoff_ms: int, seed: int) -> pd.DataFrame:
     """FOCUS 1.0 rows: billed job usage, daily shared storage/networking, one credit."""
     usage = usage[usage["hour_ms"] < cutoff_ms]
@@ -103,31 +123,12 @@ def focus_frame(usage: pd.DataFrame, start_ms: int, cutoff_ms: int, seed: int) -
     gb_month = np.round(r.uniform(38000, 42000, n) / 30.0, 6)  # checkpoints and datasets, per day
     nat_gb = np.round(r.uniform(300, 900, n), 6)
     shared_acct = _SUB_ACCOUNTS[None]
-    storage = pd.DataFrame({
-        "AvailabilityZone": None, "BilledCost": np.round(gb_month * 0.023, 8), "ChargeCategory": "Usage",
-        "ChargeDescription": "$0.023 per GB - first 50 TB / month of storage used", "ChargeFrequency": "Usage-Based",
-        "ChargePeriodStart": day, "ChargePeriodEnd": day + pd.Timedelta(days=1),
-        "ConsumedQuantity": gb_month, "ConsumedUnit": "GB-Mo", "ContractedCost": np.round(gb_month * 0.023, 8),
-        "ContractedUnitPrice": 0.023, "EffectiveCost": np.round(gb_month * 0.023, 8),
-        "ListCost": np.round(gb_month * 0.023, 8), "ListUnitPrice": "0.023", "PricingCategory": "Standard",
-        "PricingQuantity": gb_month, "PricingUnit": "GB-Mo", "RegionId": "us-east-1",
-        "RegionName": _REGION_NAMES["us-east-1"], "ResourceId": "ftops-demo-checkpoints",
-        "ResourceType": "bucket", "ServiceCategory": "Storage", "ServiceName": "Amazon Simple Storage Service",
-        "SkuKey": "s3-standard", "SubAccountId": shared_acct[0], "SubAccountName": shared_acct[1], "Tags": None,
-    })
-    network = pd.DataFrame({
-        "AvailabilityZone": None, "BilledCost": np.round(nat_gb * 0.045, 8), "ChargeCategory": "Usage",
-        "ChargeDescription": "$0.045 per GB Data Processed by NAT Gateways", "ChargeFrequency": "Usage-Based",
-        "ChargePeriodStart": day, "ChargePeriodEnd": day + pd.Timedelta(days=1),
-        "ConsumedQuantity": nat_gb, "ConsumedUnit": "GB", "ContractedCost": np.round(nat_gb * 0.045, 8),
-        "ContractedUnitPrice": 0.045, "EffectiveCost": np.round(nat_gb * 0.045, 8),
-        "ListCost": np.round(nat_gb * 0.045, 8), "ListUnitPrice": "0.045", "PricingCategory": "Standard",
-        "PricingQuantity": nat_gb, "PricingUnit": "GB", "RegionId": "us-east-1",
-        "RegionName": _REGION_NAMES["us-east-1"], "ResourceId": "nat-0ftopsdemo0000001",
-        "ResourceType": "natgateway", "ServiceCategory": "Networking",
-        "ServiceName": "Amazon Virtual Private Cloud", "SkuKey": "nat-gateway-bytes",
-        "SubAccountId": shared_acct[0], "SubAccountName": shared_acct[1], "Tags": None,
-    })
+    storage = _shared_usage_lines(
+        day, gb_month, 0.023, "GB-Mo", "$0.023 per GB - first 50 TB / month of storage used",
+        "ftops-demo-checkpoints", "bucket", "Storage", "Amazon Simple Storage Service", "s3-standard")
+    network = _shared_usage_lines(
+        day, nat_gb, 0.045, "GB", "$0.045 per GB Data Processed by NAT Gateways",
+        "nat-0ftopsdemo0000001", "natgateway", "Networking", "Amazon Virtual Private Cloud", "nat-gateway-bytes")
     parts = [jobs, storage, network]
     if n:
         credit_day = day[min(n - 1, n // 2)]
