@@ -29,15 +29,11 @@ def signs_of_life_from_samples(samples: pd.DataFrame) -> pd.DataFrame:
     step) and its latest sample of any metric, from `metric_samples`."""
     if samples is None or samples.empty:
         return _empty_signs()
-    s = pd.DataFrame({"job_id": samples["job_id"].astype("string"), "ts": to_utc(samples["ts"]),
-                      "metric": samples["metric"].astype("string"),
-                      "step": pd.to_numeric(samples["step"], errors="coerce").astype("float64")})
-    out = s.groupby("job_id")["ts"].max().rename("last_sample_ts").to_frame()
-    out["last_heartbeat_ts"] = s[s["metric"] == "heartbeat"].groupby("job_id")["ts"].max()
-    stepped = s[s["step"].notna()]
-    top = stepped["step"] == stepped.groupby("job_id")["step"].transform("max")
-    out["last_progress_ts"] = stepped[top].groupby("job_id")["ts"].min()
-    return out.reset_index()[list(_SIGNS)]
+    ts = to_utc(samples["ts"])
+    # one sample is a window of its own: its time is both its last sample and its step's time
+    return _latest_signs(pd.DataFrame({
+        "job_id": samples["job_id"].astype("string"), "metric": samples["metric"].astype("string"),
+        "last_ts": ts, "step": pd.to_numeric(samples["step"], errors="coerce").astype("float64"), "step_ts": ts}))
 
 
 def signs_of_life_from_run_health(health: pd.DataFrame) -> pd.DataFrame:
@@ -46,13 +42,19 @@ def signs_of_life_from_run_health(health: pd.DataFrame) -> pd.DataFrame:
         return _empty_signs()
     h = pd.DataFrame({"job_id": health["job_id"].astype("string"), "metric": health["metric"].astype("string"),
                       "last_ts": to_utc(health["last_ts"]),
-                      "max_step": pd.to_numeric(health["max_step"], errors="coerce").astype("float64")})
+                      "step": pd.to_numeric(health["max_step"], errors="coerce").astype("float64")})
     # run_health written before max_step_ts existed: the window's last sample stands in for it
     h["step_ts"] = to_utc(health["max_step_ts"]) if "max_step_ts" in health else h["last_ts"]
-    out = h.groupby("job_id")["last_ts"].max().rename("last_sample_ts").to_frame()
-    out["last_heartbeat_ts"] = h[h["metric"] == "heartbeat"].groupby("job_id")["last_ts"].max()
-    stepped = h[h["max_step"].notna()]
-    top = stepped["max_step"] == stepped.groupby("job_id")["max_step"].transform("max")
+    return _latest_signs(h)
+
+
+def _latest_signs(w: pd.DataFrame) -> pd.DataFrame:
+    """Per job, from windows (job_id, metric, last_ts, step, step_ts): its latest sample, its latest
+    heartbeat, and when its highest step was first reached."""
+    out = w.groupby("job_id")["last_ts"].max().rename("last_sample_ts").to_frame()
+    out["last_heartbeat_ts"] = w[w["metric"] == "heartbeat"].groupby("job_id")["last_ts"].max()
+    stepped = w[w["step"].notna()]
+    top = stepped["step"] == stepped.groupby("job_id")["step"].transform("max")
     out["last_progress_ts"] = stepped[top].groupby("job_id")["step_ts"].min()
     return out.reset_index()[list(_SIGNS)]
 
