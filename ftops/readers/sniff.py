@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ftops.readers.formats import COMPRESSION_SUFFIXES
+
 SNIFF_BYTES = 64 * 1024
-# compressed inputs are checked by their parser after decompression
-_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
 _SAVE_AS = "export or save it as UTF-8 text"
 
 # (leading bytes, what the file is); longer marks first: the UTF-32 LE mark starts with UTF-16's
@@ -35,8 +35,8 @@ def not_text_reason(path: str | os.PathLike) -> str | None:
     Latin-1 and other 8-bit text is not refused here: it has no NUL bytes and the CSV parser
     reads it. Raises OSError when the file cannot be opened (the caller's parser would too).
     """
-    if Path(path).name.lower().endswith(_COMPRESSED_SUFFIXES):
-        return None
+    if Path(path).name.lower().endswith(COMPRESSION_SUFFIXES):
+        return None  # compressed inputs are checked by their parser after decompression
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     for mark, what in _SIGNATURES:
