@@ -22,6 +22,7 @@ from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
 from ftops.defs.io_manager import PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
+from ftops.defs.partitions import FleetPartitions, configured
 from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
 from ftops.defs.sensors import automation_sensor, inbox_sensor
 from ftops.policy import load_policy
@@ -69,8 +70,9 @@ def ledger_folder(settings: Settings) -> str:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
+    partitions = FleetPartitions.from_policy(policy.partitions)
     return dg.Definitions(
-        assets=[*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, action_ledger],
+        assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, action_ledger], partitions),
         jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, prometheus_pull],
         sensors=[inbox_sensor, automation_sensor, budget_sensor],
         schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],
@@ -82,6 +84,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 job_tag_key=policy.job_tag_key,
                 budget_tag_key=policy.budget_tag_key,
                 future_tolerance_hours=policy.ingest.future_tolerance_hours,
+                staging_workers=policy.ingest.staging_workers,
+                partitions_start=partitions.start,
+                shards=partitions.shards,
             ),
             "policy": PolicyResource(config_path=settings.config),
             "warehouse": WarehouseResource(base_path=settings.warehouse),

@@ -10,7 +10,9 @@ steps in order) and a key given twice in the YAML is refused rather than silentl
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -215,6 +217,22 @@ class IngestPolicy:
     max_line_item_cost_usd: float = 100000.0
     # suspicious line ids a person has confirmed as real; they count again
     confirmed_line_items: tuple[str, ...] = ()
+    # processes that read new inbox files at once; None: one per core
+    staging_workers: int | None = None
+
+
+@dataclass(frozen=True)
+class PartitionsPolicy:
+    """How the sample tables are cut into Dagster partitions: days from `start`, each day into job shards.
+
+    Rows dated before `start` are rejected with that reason. `shards` is the number of job shards
+    a day of metric_samples, run_health and anomalies is split into (one run per shard-day); see
+    "Sizing" in README.md. Changing it names new partitions (`3-of-8` becomes `3-of-16`): the
+    sample-level assets must then be re-materialised, and the old partitions are no longer read.
+    """
+
+    start: str = "2023-01-01"
+    shards: int = 8
 
 
 @dataclass(frozen=True)
@@ -229,6 +247,7 @@ class Policy:
     job_tag_key: str = "job_id"
     budget_tag_key: str = "budget_category"
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
+    partitions: PartitionsPolicy = field(default_factory=PartitionsPolicy)
 
 
 def _type_name(tp: Any) -> str:
@@ -282,6 +301,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise PolicyError(f"{path}: expected true or false, got {value!r}")
         return value
     if tp is str:
+        if isinstance(value, datetime.date):  # YAML reads an unquoted 2026-11-01 as a date
+            value = value.isoformat()
         if not isinstance(value, str):
             raise PolicyError(f"{path}: expected a string, got {value!r}")
         return value
@@ -389,6 +410,16 @@ def _validate(policy: Policy) -> None:
             _refuse(key, getattr(policy, key), "the tag key must not be empty")
     if policy.ingest.max_line_item_cost_usd == 0:
         _refuse("ingest.max_line_item_cost_usd", 0.0, "must be > 0")
+    if policy.ingest.staging_workers is not None and policy.ingest.staging_workers < 1:
+        _refuse("ingest.staging_workers", policy.ingest.staging_workers, "must be >= 1 (1: read files one by one)")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", policy.partitions.start):
+        _refuse("partitions.start", policy.partitions.start, "must be a date like 2026-11-01")
+    try:
+        datetime.date.fromisoformat(policy.partitions.start)
+    except ValueError:
+        _refuse("partitions.start", policy.partitions.start, "is not a calendar date")
+    if not 1 <= policy.partitions.shards <= 4096:
+        _refuse("partitions.shards", policy.partitions.shards, "must be between 1 and 4096")
 
 
 def policy_from_dict(data: dict[str, Any] | None) -> Policy:

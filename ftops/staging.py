@@ -27,6 +27,10 @@ that file on either path; a worker process that dies (a crash in native code, th
 found by re-running the files it may have held one at a time, and the file that kills its process
 again is rejected with that reason, while every other file is staged as usual.
 
+Shards: metric rows are loaded for one job shard at a time (ftops.sharding). A manifest lists the
+file's job ids, so a shard reads only the files that hold its jobs, and only the rows of its jobs
+(a filter pushed into the Parquet read); an ingested marker is kept per shard.
+
 Works on any fsspec URL through UPath (a local folder by default, `s3://…` the same way).
 """
 
@@ -46,6 +50,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -53,6 +58,7 @@ from ftops.readers.base import ReadResult, rejected_file, rejected_rows
 from ftops.readers.inbox import KINDS, InboxFile, classify, reader_for
 from ftops.readers.records import count_records
 from ftops.schemas import JOBS, REJECTED_RECORDS, to_utc
+from ftops.sharding import Shard, all_shards, shard_of
 
 # A `.tmp` older than this belongs to a killed run; younger ones may be a concurrent writer's.
 STALE_TMP_SECONDS = 3600.0
@@ -72,6 +78,8 @@ _PROCESS_LOCAL_PROTOCOLS = ("memory",)
 
 # The column that places a row of each kind in time (and so in a partition).
 TIME_COLUMNS: dict[str, str | None] = {"jobs": None, "metrics": "ts", "billing": "charge_period_start"}
+# Kinds whose table is partitioned by job shard as well as by day.
+SHARDED_KINDS = ("metrics",)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,16 @@ class StagedFile:
     duplicates: int = 0  # identical repeats inside the file, dropped by the reader and counted
     skipped: int = 0  # records holding nothing ftops tracks
     file_rejected: bool = False  # the reader refused the whole file; its one rejection says why
+    # metrics: the distinct job ids of the accepted rows, so a shard reads only the files that hold
+    # its jobs; None in manifests staged before shards existed (such a file is read by every shard)
+    job_ids: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> "StagedFile":
+        data = json.loads(text)
+        if data.get("job_ids") is not None:
+            data["job_ids"] = tuple(data["job_ids"])
+        return cls(**data)
 
     @property
     def balanced(self) -> bool:
@@ -254,7 +272,7 @@ class Staging:
                  job_tag_key: str = "job_id", budget_tag_key: str = "budget_category",
                  now: pd.Timestamp | None = None, future_tolerance_hours: float = 24.0,
                  workers: int | None = None, parallel_min_bytes: int = PARALLEL_MIN_BYTES,
-                 tmp_tag: str = "") -> None:
+                 tmp_tag: str = "", shards: int = 1) -> None:
         self.warehouse = UPath(warehouse)
         self.root = self.warehouse / "_staging"
         self.workers = workers  # processes that stage files at once; None: os.cpu_count(); 1: serial
@@ -265,6 +283,7 @@ class Staging:
         self.budget_tag_key = budget_tag_key
         self.now = now  # None: the wall clock when a file is staged
         self.future_tolerance_hours = future_tolerance_hours
+        self.shards = shards  # job shards of the sharded kinds (the `partitions.shards` setting)
 
     def at(self, now: pd.Timestamp | None, future_tolerance_hours: float | None = None) -> "Staging":
         """The same staging with `now` pinned (and the future tolerance, when given)."""
@@ -283,16 +302,28 @@ class Staging:
     def is_staged(self, file: InboxFile) -> bool:
         return self._paths(file.kind, file.identity)[2].exists()
 
-    def _ingested_marker(self, staged: StagedFile) -> UPath:
-        return self.root / staged.kind / f"{staged.identity}.ingested"
+    def _ingested_marker(self, staged: StagedFile, shard: Shard | None = None) -> UPath:
+        suffix = f".{shard.key}" if shard is not None else ""
+        return self.root / staged.kind / f"{staged.identity}{suffix}.ingested"
 
-    def mark_ingested(self, files: list[StagedFile]) -> None:
-        """Remember that every row of these files is in the tables (the sensor need not ask again)."""
+    def mark_ingested(self, files: list[StagedFile], shard: Shard | None = None) -> None:
+        """Remember that every row of these files (of this shard's jobs) is in the tables, so the
+        sensor need not ask again."""
         for staged in files:
-            self._ingested_marker(staged).touch()
+            self._ingested_marker(staged, shard).touch()
+
+    def shards_of(self, staged: StagedFile) -> list[Shard]:
+        """The shards holding rows of this file: those of its jobs (all, when the manifest predates job ids)."""
+        if staged.kind not in SHARDED_KINDS:
+            return []
+        if staged.job_ids is None:
+            return all_shards(self.shards)
+        return [Shard(i, self.shards) for i in sorted({shard_of(j, self.shards) for j in staged.job_ids})]
 
     def is_ingested(self, staged: StagedFile) -> bool:
-        return self._ingested_marker(staged).exists()
+        if staged.kind not in SHARDED_KINDS:
+            return self._ingested_marker(staged).exists()
+        return all(self._ingested_marker(staged, s).exists() for s in self.shards_of(staged))
 
     def covered_by(self, files: list[StagedFile], start: pd.Timestamp, end: pd.Timestamp) -> list[StagedFile]:
         """The files whose rows all fall in [start, end), or that have no rows to place."""
@@ -305,7 +336,7 @@ class Staging:
         """Read `file` once and keep its accepted and rejected rows; a no-op when already staged."""
         manifest_path = self._paths(file.kind, file.identity)[2]
         if manifest_path.exists():
-            return StagedFile(**json.loads(manifest_path.read_text()))
+            return StagedFile.from_json(manifest_path.read_text())
         read = lambda local: reader_for(  # noqa: E731
             file.kind, local, job_tag_key=self.job_tag_key, budget_tag_key=self.budget_tag_key,
             earliest=self.earliest, now=self._now(), future_tolerance_hours=self.future_tolerance_hours,
@@ -344,6 +375,8 @@ class Staging:
             duplicates=result.duplicates,
             skipped=result.skipped,
             file_rejected=result.whole_file_rejected,
+            job_ids=(tuple(sorted(accepted["job_id"].dropna().unique().tolist()))
+                     if file.kind in SHARDED_KINDS and "job_id" in accepted.columns else None),
         )
         _write_parquet_atomic(accepted, accepted_path, self._tmp_tag)
         _write_parquet_atomic(rejected, rejected_path, self._tmp_tag)
@@ -404,7 +437,7 @@ class Staging:
         for i, f in enumerate(files):
             manifest = self._paths(f.kind, f.identity)[2]
             if manifest.exists():
-                done(i, StagedFile(**json.loads(manifest.read_text())))
+                done(i, StagedFile.from_json(manifest.read_text()))
             else:
                 todo.append((i, f))
         n = self._pool_size(inbox, [f for _, f in todo], workers)
@@ -482,7 +515,7 @@ class Staging:
                 if i in finished:
                     continue
                 if self.is_staged(f):  # finished while the pool was breaking
-                    mark(i, StagedFile(**json.loads(self._paths(f.kind, f.identity)[2].read_text())))
+                    mark(i, StagedFile.from_json(self._paths(f.kind, f.identity)[2].read_text()))
                 else:
                     left.append((i, f))
             if left:  # the pool's processes are gone: what they were writing is garbage now
@@ -517,7 +550,7 @@ class Staging:
         for k in kinds:
             folder = self.root / k
             if folder.exists():
-                out.extend(StagedFile(**json.loads(p.read_text())) for p in folder.glob("*.json"))
+                out.extend(StagedFile.from_json(p.read_text()) for p in folder.glob("*.json"))
         return out
 
     def current(self, kind: str) -> list[StagedFile]:
@@ -529,9 +562,10 @@ class Staging:
                 latest[m.relpath] = m
         return sorted(latest.values(), key=lambda m: (m.mtime_ns, m.relpath))
 
-    def load(self, kind: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
-             ) -> tuple[pd.DataFrame, list[StagedFile]]:
-        """Accepted rows of the current files of `kind` with time in [start, end), and those files."""
+    def load(self, kind: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+             shard: Shard | None = None) -> tuple[pd.DataFrame, list[StagedFile]]:
+        """Accepted rows of the current files of `kind` with time in [start, end) (and of the jobs of
+        `shard`), and the files that may hold such rows."""
         time_column = TIME_COLUMNS[kind]
         table = KINDS[kind]
         files = self.current(kind)
@@ -540,13 +574,19 @@ class Staging:
                 m for m in files
                 if m.min_ts is not None and pd.Timestamp(m.min_ts) < end and pd.Timestamp(m.max_ts) >= start
             ]
-        filters = None
+        filters = []
         if time_column and start is not None and end is not None:
             filters = [(time_column, ">=", start), (time_column, "<", end)]
+        if shard is not None:
+            files = [m for m in files if m.job_ids is None or shard.select(m.job_ids)]
         frames = []
         for m in files:
             path = self._paths(kind, m.identity)[0]
-            arrow = pq.read_table(path.path, filesystem=path.fs, filters=filters)
+            jobs = [] if shard is None or m.job_ids is None else shard.select(m.job_ids)
+            only = [("job_id", "in", jobs)] if jobs and len(jobs) < len(m.job_ids) else []
+            arrow = pq.read_table(path.path, filesystem=path.fs, filters=(filters + only) or None)
+            if shard is not None and m.job_ids is None and arrow.num_rows:
+                arrow = arrow.filter(pa.array(shard.holds(arrow.column("job_id").to_pandas())))
             if arrow.num_rows:
                 frames.append(arrow.to_pandas())
         df = pd.concat(frames, ignore_index=True) if frames else table.empty()

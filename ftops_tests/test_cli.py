@@ -16,6 +16,7 @@ from dagster._core.instance.ref import InstanceRef
 from ftops.cli import DEMO_HOME, DEMO_MARKER, budget_lines, main
 from ftops.defs.jobs import GRAPH_STEPS
 from ftops.demo_fleet import MIN_JOBS
+from ftops.demo_fleet.policy import DEMO_SHARDS
 from ftops.defs.io_manager import write_table
 
 
@@ -130,7 +131,8 @@ def test_a_second_demo_resets_warehouse_ledger_and_instance_together(demo_folder
     args = ["demo", "--jobs", str(MIN_JOBS), "--days", "1", "--seed", "3"]
     assert main(args) == 0
     first_runs = _runs(demo_folder)
-    assert first_runs == len(GRAPH_STEPS)
+    # one run per step, and the sample-level steps one per shard of the demo's policy
+    assert first_runs == sum(DEMO_SHARDS if cut == "shard_days" else 1 for _, cut in GRAPH_STEPS)
     # what the daemon leaves after the first demo: an enforcement entry in the ledger
     ledger = demo_folder / ".ftops" / "warehouse" / "_ledger"
     ledger.mkdir(parents=True, exist_ok=True)

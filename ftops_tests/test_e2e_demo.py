@@ -31,9 +31,9 @@ def test_demo_then_dagster_dev_shows_the_demo_runs(project):
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "jobs: 16" in demo.stdout and "rejected rows: 0" in demo.stdout
     warehouse = folder / ".ftops" / "warehouse"
-    days = sorted(p.stem for p in (warehouse / "metric_samples").glob("*.parquet"))
+    days = sorted({p.parent.name for p in (warehouse / "metric_samples").glob("*/*.parquet")})
     assert len(days) >= 2
-    samples = pd.concat(pd.read_parquet(warehouse / "metric_samples" / f"{d}.parquet") for d in days)
+    samples = pd.concat(pd.read_parquet(p) for p in (warehouse / "metric_samples").glob("*/*.parquet"))
     assert samples["job_id"].nunique() >= 5 and samples["value"].notna().any()
     assert (folder / ".ftops" / "dagster_home" / "storage").is_dir()
     assert (folder / ".ftops" / "ftops.yaml").exists()  # the demo's budgets, found by dagster dev too
@@ -47,6 +47,14 @@ def test_demo_then_dagster_dev_shows_the_demo_runs(project):
         groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
         assert groups["metric_samples"] == "ingest" and groups["alerts"] == "monitoring"
         assert groups["budget_status"] == "costs" and groups["action_ledger"] == "operations"
+
+        # Two partition dimensions, starting on the fleet's first day: every partition is filled.
+        parts = dev.query('{ assetNodes(assetKeys: [{path: ["metric_samples"]}]) { partitionDefinition { '
+                          'dimensionTypes { name } } partitionStats { numMaterialized numPartitions } } }'
+                          )["assetNodes"][0]
+        assert [d["name"] for d in parts["partitionDefinition"]["dimensionTypes"]] == ["day", "shard"]
+        stats = parts["partitionStats"]
+        assert stats["numPartitions"] > 0 and stats["numMaterialized"] == stats["numPartitions"], stats
 
         # A real browser shows the asset catalogue with every group's assets.
         dom = rendered_dom(f"http://127.0.0.1:{dev.port}/assets", folder)

@@ -13,7 +13,7 @@ from ftops.costs.usage import job_hours
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
-from ftops.defs.resources import PARTITIONS_START, PolicyResource
+from ftops.defs.resources import PolicyResource
 from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS
 
 
@@ -36,7 +36,7 @@ def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_lin
     bills = as_contract(billing_line_items, BILLING_LINE_ITEMS)
     jobs = as_contract(job_registry, JOBS)
     settings = policy.load()
-    usage = job_hours(jobs, now, earliest=pd.Timestamp(PARTITIONS_START, tz="UTC"))
+    usage = job_hours(jobs, now, earliest=pd.Timestamp(settings.partitions.start, tz="UTC"))
     costs = attribute_costs(bills, jobs, usage, settings.prices, now,
                             max_line_item_cost_usd=settings.ingest.max_line_item_cost_usd,
                             confirmed_line_items=settings.ingest.confirmed_line_items)

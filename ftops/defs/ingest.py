@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.checks import contract_check, contract_spec
 from ftops.defs.io_manager import table_path
-from ftops.defs.partitions import daily_partitions
+from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, daily_partitions, shard_day_partitions, shard_of_run
 from ftops.defs.resources import InboxResource, PolicyResource
 from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, REJECTED_RECORDS, Table, validate
+from ftops.sharding import Shard
 from ftops.staging import KeyResolution, StagedFile, Staging, newest_wins
 
 
@@ -131,33 +132,39 @@ def job_registry(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: I
 
 
 def _partitioned_ingest(context: dg.AssetExecutionContext, staging: Staging, inbox: InboxResource, kind: str,
-                        table: Table) -> tuple[KeyResolution, list[StagedFile], int, list[StagedFile]]:
-    """The window's rows (one per key), the files they came from, rows read, and the files wholly inside."""
+                        table: Table, shard: Shard | None = None
+                        ) -> tuple[KeyResolution, list[StagedFile], int, list[StagedFile]]:
+    """The window's rows (one per key) of the shard's jobs, the files they came from, rows read, and
+    the files wholly inside the window."""
     staging.stage_inbox(inbox.inbox_path)
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
-    df, files = staging.load(kind, start, end)
+    df, files = staging.load(kind, start, end, shard=shard)
     rows_read = len(df)
     # The newest file wins: files are loaded oldest first, so the last row of a key is kept.
     resolved = newest_wins(df, list(table.key))
-    context.log.info(f"{table.name} {start:%Y-%m-%d}..{end:%Y-%m-%d}: {len(resolved.table)} rows from "
+    del df
+    where = f" shard {shard.key}" if shard else ""
+    context.log.info(f"{table.name} {start:%Y-%m-%d}..{end:%Y-%m-%d}{where}: {len(resolved.table)} rows from "
                      f"{len(files)} files ({resolved.duplicates} duplicates, {resolved.superseded} superseded)")
     return resolved, files, rows_read, staging.covered_by(files, start, end)
 
 
 @dg.asset(
     group_name="ingest",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=shard_day_partitions,
+    backfill_policy=ONE_SHARD_DAY_PER_RUN,
     metadata={"partition_column": "ts"},
     kinds={"pandas", "parquet"},
     check_specs=_checks(METRIC_SAMPLES),
 )
 def metric_samples(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: InboxResource,
                    policy: PolicyResource) -> Iterator:
-    """Every training, resource, quality and cost sample in the canonical long format, by day."""
+    """Every training, resource, quality and cost sample in the canonical long format, by day and job shard."""
     staging = _staging(inbox, config, policy)
-    resolved, files, rows_read, covered = _partitioned_ingest(context, staging, inbox, "metrics", METRIC_SAMPLES)
+    shard = shard_of_run(context)
+    resolved, files, rows_read, covered = _partitioned_ingest(context, staging, inbox, "metrics", METRIC_SAMPLES,
+                                                              shard)
     df = resolved.table
     yield dg.Output(
         df,
@@ -170,7 +177,7 @@ def metric_samples(context: dg.AssetExecutionContext, config: AsOfConfig, inbox:
             **_files_metadata(files),
         },
     )
-    staging.mark_ingested(covered)  # after the Output: the partition files are stored
+    staging.mark_ingested(covered, shard)  # after the Output: the partition files are stored
     stored = _stored(inbox, METRIC_SAMPLES.name, context.partition_keys, list(METRIC_SAMPLES.key))
     yield contract_check(df, METRIC_SAMPLES)
     yield _balance_check(files, rows_read, resolved, stored)

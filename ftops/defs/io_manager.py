@@ -1,8 +1,9 @@
 """Parquet IO manager on UPath: one file per partition, any fsspec URL as the warehouse root.
 
-Layout: `<base_path>/<asset key>/<partition key>.parquet` for partitioned assets and
-`<base_path>/<asset key>.parquet` otherwise. A single-run backfill of a time range returns one
-DataFrame; the asset's `partition_column` metadata says how to split it into partition files.
+Layout: `<base_path>/<asset key>/<day>.parquet` for daily assets, `<base_path>/<asset key>/<day>/<shard>.parquet`
+for shard-day assets (defs/partitions.py) and `<base_path>/<asset key>.parquet` otherwise. A run over a
+range of days (of one shard) returns one DataFrame; the asset's `partition_column` metadata names the
+time column that splits it into days, and rows go to the shard of their `job_id`.
 Writes go to a temporary name and are renamed into place, so a failed run never leaves a
 half-written partition; temporary files older than an hour (a killed run's) are removed when
 the next write to their folder starts.
@@ -17,6 +18,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
 
+from ftops.defs.partitions import split_key
+from ftops.sharding import Shard, shard_indices
 from ftops.staging import remove_stale_tmp
 
 
@@ -25,6 +28,9 @@ def table_path(base_path: str, key: dg.AssetKey, partition_key: str | None = Non
     path = UPath(base_path).joinpath(*key.path)
     if partition_key is None:
         return path.with_name(path.name + ".parquet")
+    if "|" in str(partition_key):
+        day, shard = split_key(partition_key)
+        return path / day / f"{shard}.parquet"
     return path / f"{partition_key}.parquet"
 
 
@@ -78,11 +84,18 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
             raise dg.DagsterInvariantViolationError(
                 f"{key.to_user_string()}: a multi-partition output needs `partition_column` metadata"
             )
-        partitions_def = context.asset_partitions_def
+        times = obj[column]
+        shard_index = None
         for partition_key in keys:
-            window = partitions_def.time_window_for_partition_key(partition_key)
-            mask = (obj[column] >= window.start) & (obj[column] < window.end)
-            _write(obj[mask.to_numpy()].reset_index(drop=True), self._file(key, partition_key))
+            day = split_key(partition_key)[0] if "|" in str(partition_key) else str(partition_key)
+            start = pd.Timestamp(day, tz="UTC")
+            mask = ((times >= start) & (times < start + pd.Timedelta(days=1))).to_numpy(dtype=bool, copy=True)
+            if "|" in str(partition_key):
+                shard = Shard.parse(split_key(partition_key)[1])
+                if shard_index is None:
+                    shard_index = shard_indices(obj["job_id"], shard.count)
+                mask &= shard_index == shard.index
+            _write(obj[mask].reset_index(drop=True), self._file(key, partition_key))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.asset_key

@@ -39,13 +39,14 @@ costs_update = dg.define_asset_job(
 
 MONITORING_JOBS = [monitoring_update, alerts_update, costs_update]
 
-# The whole graph in dependency order, as `ftops demo` materialises it: (job, over the time range?).
-GRAPH_STEPS: list[tuple[str, bool]] = [
-    ("job_registry_ingest", False),
-    ("metric_ingest", True),
-    ("billing_ingest", True),
-    ("rejected_records_refresh", False),
-    ("monitoring_update", True),
-    ("alerts_update", False),
-    ("costs_update", False),
+# The whole graph in dependency order, as `ftops demo` materialises it: (job, how its runs are cut):
+# "all" one run; "days" one run over the range of days; "shard_days" one run per shard over the days.
+GRAPH_STEPS: list[tuple[str, str]] = [
+    ("job_registry_ingest", "all"),
+    ("metric_ingest", "shard_days"),
+    ("billing_ingest", "days"),
+    ("rejected_records_refresh", "all"),
+    ("monitoring_update", "shard_days"),
+    ("alerts_update", "all"),
+    ("costs_update", "all"),
 ]

@@ -10,7 +10,7 @@ from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.notifiers import NotifiersResource
-from ftops.defs.partitions import daily_partitions
+from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, days_of_run, same_shard, shard_day_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.monitoring.alerts import update_alerts
 from ftops.monitoring.anomalies import detect_anomalies_by_day
@@ -18,10 +18,11 @@ from ftops.monitoring.health import run_health as rollup_run_health
 from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_run_health
 from ftops.schemas import ALERT_DELIVERIES, ALERTS, ANOMALIES, JOBS, RUN_HEALTH
 
-# Rules look back over windows (trends, rolling medians): the previous day is read as context so
-# that a detection does not start afresh at midnight. Each day is computed from itself and that
-# context alone, also inside a range backfill, so any grouping of days into runs stores the same rows.
-_WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1)
+# Rules look back over windows (trends, rolling medians): the previous day of the same shard is read
+# as context so that a detection does not start afresh at midnight. Each day is computed from itself
+# and that context alone, also inside a range backfill, so any grouping of days into runs stores the
+# same rows. A job's samples are all in one shard, so its rules see all of them.
+_WITH_PREVIOUS_DAY = same_shard(days_back=1)
 
 
 def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
@@ -33,8 +34,8 @@ def _counts_md(df: pd.DataFrame, by: list[str]) -> dg.MetadataValue:
 
 @dg.asset(
     group_name="monitoring",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=shard_day_partitions,
+    backfill_policy=ONE_SHARD_DAY_PER_RUN,
     metadata={"partition_column": "window_start"},
     kinds={"pandas", "parquet"},
     automation_condition=after_upstream_updates(),
@@ -52,8 +53,8 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, 
 
 @dg.asset(
     group_name="monitoring",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=shard_day_partitions,
+    backfill_policy=ONE_SHARD_DAY_PER_RUN,
     metadata={"partition_column": "first_ts"},
     kinds={"pandas", "parquet"},
     ins={"metric_samples": dg.AssetIn(partition_mapping=_WITH_PREVIOUS_DAY)},
@@ -63,8 +64,7 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, 
 def anomalies(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, job_registry: pd.DataFrame,
               policy: PolicyResource) -> Iterator:
     """Rule and statistical detections (docs/architecture.md §5), one row per job, rule and window."""
-    days = [(w.start, w.end) for w in
-            (daily_partitions.time_window_for_partition_key(k) for k in context.partition_keys)]
+    days = days_of_run(context)
     found = (detect_anomalies_by_day(metric_samples, days, job_registry, policy.load().monitoring)
              if not metric_samples.empty else ANOMALIES.empty())
     worst = (found[found["severity"] != "info"].groupby("job_id").size().sort_values(ascending=False).head(5)

@@ -6,29 +6,36 @@ import dagster as dg
 import pandas as pd
 
 from ftops.defs.io_manager import read_table
-from ftops.policy import Policy, load_policy
+from ftops.defs.partitions import FleetPartitions
+from ftops.policy import PartitionsPolicy, Policy, load_policy
 from ftops.staging import Staging
-
-# The first day of the time partitions; older rows are rejected with that reason.
-PARTITIONS_START = "2023-01-01"
 
 
 class InboxResource(dg.ConfigurableResource):
-    """The inbox folder (or fsspec URL) and the warehouse where its files are staged once."""
+    """The inbox folder (or fsspec URL), the warehouse where its files are staged once, and the
+    partitions they are cut into (ftops.yaml `partitions:`, the same the assets are built with)."""
 
     inbox_path: str
     warehouse_path: str
     job_tag_key: str = "job_id"
     budget_tag_key: str = "budget_category"
     future_tolerance_hours: float = 24.0  # ftops.yaml ingest.future_tolerance_hours
+    staging_workers: int | None = None  # ftops.yaml ingest.staging_workers; None: one per core
+    partitions_start: str = PartitionsPolicy.start  # ftops.yaml partitions.start
+    shards: int = PartitionsPolicy.shards  # ftops.yaml partitions.shards
+
+    def partitions(self) -> FleetPartitions:
+        return FleetPartitions(self.partitions_start, self.shards)
 
     def staging(self) -> Staging:
         return Staging(
             self.warehouse_path,
-            earliest=pd.Timestamp(PARTITIONS_START, tz="UTC"),
+            earliest=self.partitions().earliest,
             job_tag_key=self.job_tag_key,
             budget_tag_key=self.budget_tag_key,
             future_tolerance_hours=self.future_tolerance_hours,
+            workers=self.staging_workers,
+            shards=self.shards,
         )
 
 

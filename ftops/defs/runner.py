@@ -11,8 +11,8 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
 from ftops.defs.jobs import GRAPH_STEPS
-from ftops.defs.partitions import partition_range
 from ftops.defs.sensors import RANGE_END, RANGE_START
+from ftops.sharding import all_shards
 
 
 # The instance `dagster dev` (and `ftops demo`) use in a project folder when DAGSTER_HOME is unset.
@@ -44,6 +44,21 @@ def _ops_taking_as_of(job: dg.JobDefinition) -> list[str]:
     return names
 
 
+def _run_tags(defs: dg.Definitions, cut: str, min_ts: str, max_ts: str) -> list[dict[str, str]] | None:
+    """The tags of each run of a step cut `cut` (see GRAPH_STEPS); None when the range holds no partition."""
+    if cut == "all":
+        return [{}]
+    partitions = defs.resources["inbox"].partitions()
+    days = partitions.day_range(min_ts, max_ts)
+    if days is None:
+        return None
+    if cut == "days":
+        return [{RANGE_START: days[0], RANGE_END: days[1]}]
+    return [{RANGE_START: first, RANGE_END: last, "ftops/shard": shard.key}
+            for shard in all_shards(partitions.shards)
+            for first, last in [partitions.shard_day_range(days, shard)]]
+
+
 def materialize_graph(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -53,29 +68,29 @@ def materialize_graph(
     log_level: str = "INFO",
     as_of: str | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Materialise the whole graph in dependency order; partitioned steps as one run over the range.
+    """Materialise the whole graph in dependency order: daily steps as one run over the range,
+    sample-level steps as one run per job shard over the range (so memory follows a shard).
 
     `as_of` (ISO-8601) is given to every asset that evaluates "now" (costs and budgets), so a test or
-    a backfill of a past range gives the same tables whatever the wall clock says.
+    a backfill of a past range gives the same tables whatever the wall clock says. `progress` is
+    called once per step, with the seconds of all its runs.
     """
-    span = partition_range(min_ts, max_ts)
-    range_tags = {RANGE_START: span[0], RANGE_END: span[1]} if span else None
     results = []
-    for name, ranged in GRAPH_STEPS:
-        tags = range_tags if ranged else {}
-        if tags is None:
+    for name, cut in GRAPH_STEPS:
+        runs = _run_tags(defs, cut, min_ts, max_ts)
+        if runs is None:
             continue
         started = time.perf_counter()
         job = defs.resolve_job_def(name)
         run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         if as_of:
             run_config["ops"] = {op: {"config": {"as_of": as_of}} for op in _ops_taking_as_of(job)}
-        result = job.execute_in_process(
-            instance=instance,
-            tags=tags,
-            run_config=run_config,
-            raise_on_error=True,
-        )
+        for tags in runs:
+            results.append(job.execute_in_process(
+                instance=instance,
+                tags=tags,
+                run_config=run_config,
+                raise_on_error=True,
+            ))
         progress(name, time.perf_counter() - started)
-        results.append(result)
     return results

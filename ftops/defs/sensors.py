@@ -7,8 +7,8 @@ import dagster as dg
 
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
 from ftops.defs.jobs import billing_ingest, job_registry_ingest, metric_ingest, rejected_records_refresh
-from ftops.defs.partitions import partition_range
 from ftops.defs.resources import InboxResource
+from ftops.staging import SHARDED_KINDS
 
 _JOB_FOR_KIND = {"jobs": job_registry_ingest, "metrics": metric_ingest, "billing": billing_ingest}
 RANGE_START = "dagster/asset_partition_range_start"
@@ -34,6 +34,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> d
     )
     if not new:
         return dg.SensorResult(skip_reason="no new inbox files")
+    partitions = inbox.partitions()
     requests = []
     for kind, job in _JOB_FOR_KIND.items():
         files = [m for m in new if m.kind == kind and m.accepted > 0]
@@ -42,12 +43,22 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> d
         identities = sorted(m.identity for m in files)
         run_key = f"{kind}:" + hashlib.sha1(json.dumps(identities).encode()).hexdigest()[:20]
         tags = {"ftops/files": str(len(files)), "ftops/first_file": files[0].relpath}
-        if kind != "jobs":
-            span = partition_range(min(m.min_ts for m in files), max(m.max_ts for m in files))
-            if span is None:
-                continue
-            tags |= {RANGE_START: span[0], RANGE_END: span[1]}
-        requests.append(dg.RunRequest(run_key=run_key, job_name=job.name, tags=tags))
+        if kind == "jobs":
+            requests.append(dg.RunRequest(run_key=run_key, job_name=job.name, tags=tags))
+            continue
+        span = partitions.day_range(min(m.min_ts for m in files), max(m.max_ts for m in files))
+        if span is None:
+            continue
+        if kind not in SHARDED_KINDS:
+            requests.append(dg.RunRequest(run_key=run_key, job_name=job.name,
+                                          tags=tags | {RANGE_START: span[0], RANGE_END: span[1]}))
+            continue
+        # one run per shard the new files touch, over the days they cover
+        for shard in sorted({s for m in files for s in staging.shards_of(m)}, key=lambda s: s.index):
+            first, last = partitions.shard_day_range(span, shard)
+            requests.append(dg.RunRequest(run_key=f"{run_key}:{shard.key}", job_name=job.name,
+                                          tags=tags | {RANGE_START: first, RANGE_END: last,
+                                                       "ftops/shard": shard.key}))
     if any(m.rejected for m in new):
         key = hashlib.sha1(json.dumps(sorted(m.identity for m in new)).encode()).hexdigest()[:20]
         requests.append(dg.RunRequest(run_key=f"rejected:{key}", job_name=rejected_records_refresh.name))

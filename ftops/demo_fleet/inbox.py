@@ -79,7 +79,7 @@ def write_demo_inbox(inbox: Path, seed: int = 7, n_jobs: int = 40, days: int = 7
     counts["billing_lines"] = len(focus)
 
     limits, usage_pct = budget_limits(usage, end, seed)
-    policy = policy_dict(limits)
+    policy = policy_dict(limits, pd.Timestamp(start_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d"))
     overrun = next(f for f in faults if f.fault == "budget_overrun")
     faults = [
         InjectedFault(f.job_id, f.fault, f.expected_rule, f.category, f.onset,

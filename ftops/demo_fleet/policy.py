@@ -37,8 +37,14 @@ def budget_limits(usage: pd.DataFrame, end: pd.Timestamp, seed: int) -> tuple[di
     return limits, usage_pct
 
 
-def policy_dict(limits: dict[str, float]) -> dict[str, Any]:
+# A few shards, so the UI shows both partition dimensions without many tiny runs for 40 jobs.
+DEMO_SHARDS = 4
+
+
+def policy_dict(limits: dict[str, float], first_day: str) -> dict[str, Any]:
     return {
+        # the partitions start on the fleet's first day (not years before it)
+        "partitions": {"start": first_day, "shards": DEMO_SHARDS},
         "budgets": {cat: {"limit_usd": limit, "period": "month", "mode": "dry_run"} for cat, limit in limits.items()},
         "prices": {
             name: {"on_demand_usd_per_hour": inst.on_demand_usd_per_hour, "spot_usd_per_hour": inst.spot_usd_per_hour}
@@ -56,4 +62,4 @@ def demo_policy(seed: int = 7, n_jobs: int = 40, days: int = 7, end: pd.Timestam
     jobs = plan_fleet(seed, n_jobs, days, end)
     usage = job_cost_lines(jobs, seed, int(end.value // 1_000_000))
     limits, _ = budget_limits(usage, end, seed)
-    return policy_dict(limits)
+    return policy_dict(limits, (end - pd.Timedelta(days=days)).strftime("%Y-%m-%d"))

@@ -3,7 +3,9 @@
 import dagster as dg
 
 from ftops.definitions import Settings, build_definitions
+from ftops.defs.partitions import shard_day_key
 from ftops.defs.sensors import RANGE_END, RANGE_START
+from ftops.sharding import Shard, shard_of
 from ftops_tests.test_defs.inbox_builder import write_bill, write_jobs, write_metrics
 
 WATCHED = ["run_health", "anomalies", "alerts", "alert_deliveries", "job_costs", "budget_status"]
@@ -32,14 +34,17 @@ def test_downstream_assets_follow_ingest_partition_by_partition(tmp_path):
         assert _requested(result) == {**dict.fromkeys(WATCHED, 0), "job_costs": 1, "budget_status": 1}
         defs.resolve_job_def("costs_update").execute_in_process(instance=instance)
 
-        write_metrics(inbox)
-        defs.resolve_job_def("metric_ingest").execute_in_process(instance=instance, tags=days)
+        write_metrics(inbox)  # ft-001's: one shard, as the inbox sensor would request it
+        own = Shard(shard_of("ft-001", 8), 8).key
+        shard_days = {RANGE_START: shard_day_key("2026-11-20", own), RANGE_END: shard_day_key("2026-11-21", own)}
+        defs.resolve_job_def("metric_ingest").execute_in_process(instance=instance, tags=shard_days)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-        assert _partitions(result, "run_health") == {"2026-11-20", "2026-11-21"}
-        # anomalies of a day read the day before as context
-        assert _partitions(result, "anomalies") == {"2026-11-20", "2026-11-21", "2026-11-22"}
+        assert _partitions(result, "run_health") == {shard_day_key(d, own) for d in ("2026-11-20", "2026-11-21")}
+        # anomalies of a day read the day before (of the same shard) as context
+        assert _partitions(result, "anomalies") == {shard_day_key(d, own)
+                                                    for d in ("2026-11-20", "2026-11-21", "2026-11-22")}
         assert result.get_num_requested(dg.AssetKey("alerts")) == 0  # waits for anomalies
-        defs.resolve_job_def("monitoring_update").execute_in_process(instance=instance, tags=days)
+        defs.resolve_job_def("monitoring_update").execute_in_process(instance=instance, tags=shard_days)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
         assert result.get_num_requested(dg.AssetKey("alerts")) == 1
         assert result.get_num_requested(dg.AssetKey("budget_status")) == 1  # progress comes from run_health

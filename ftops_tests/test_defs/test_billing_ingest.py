@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ftops.defs.resources import PARTITIONS_START
+from ftops.policy import PartitionsPolicy
 from ftops.defs.runner import materialize_graph
 from ftops.definitions import Settings, build_definitions
 from ftops_tests.test_defs.inbox_builder import FOCUS_HEADER, write_bill, write_jobs
@@ -76,7 +76,7 @@ def test_repeated_and_copied_bills_count_once_and_impossible_values_are_refused(
         assert "ft-epoch" not in set(registry["job_id"])
         epoch = rejected[rejected["raw"].str.contains("ft-epoch", na=False)]
         assert len(epoch) == 1 and "before" in epoch["reason"].iloc[0]
-        assert (costs["period_start"] >= pd.Timestamp(PARTITIONS_START, tz="UTC")).all()
+        assert (costs["period_start"] >= pd.Timestamp(PartitionsPolicy.start, tz="UTC")).all()
 
         # the 1e12 line is kept and flagged, shown apart, and reaches no threshold or ladder level
         held = costs[costs["suspicious"]]

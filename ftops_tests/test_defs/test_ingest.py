@@ -10,6 +10,8 @@ from ftops.defs.resources import InboxResource
 from ftops.defs.runner import materialize_graph
 from ftops.defs.sensors import RANGE_END, RANGE_START, inbox_sensor
 from ftops.definitions import Settings, build_definitions
+from ftops.sharding import Shard, all_shards, shard_of
+from ftops_tests.tables import read_partitions
 from ftops_tests.test_defs.inbox_builder import touch_later, write_bill, write_jobs, write_metrics
 
 
@@ -43,11 +45,14 @@ def test_materialize_graph_writes_daily_partitions_and_keeps_rejections(tmp_path
         for r in results:
             assert all(_check_results(r).values()), _check_results(r)
         materialized = instance.get_materialized_partitions(dg.AssetKey("metric_samples"))
-        assert materialized == {"2026-11-20", "2026-11-21"}
+        # every shard of both days (shards without a job are stored empty: known, not missing)
+        assert materialized == {f"{day}|{s.key}" for day in ("2026-11-20", "2026-11-21") for s in all_shards(8)}
     warehouse = tmp_path / "warehouse"
-    day1 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-20.parquet")
-    day2 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-21.parquet")
+    own = Shard(shard_of("ft-001", 8), 8).key  # the only job with metrics
+    day1 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-20" / f"{own}.parquet")
+    day2 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-21" / f"{own}.parquet")
     assert len(day1) == 120 * 3 and len(day2) == 120 * 3  # 22:00-23:59 and 00:00-01:59
+    assert len(read_partitions(warehouse, "metric_samples")) == 2 * 120 * 3  # the other shards are empty
     assert day1["ts"].max() < pd.Timestamp("2026-11-21", tz="UTC") <= day2["ts"].min()
     assert set(day1["source"]) == {"metrics/ft-001/export.jsonl"}
     jobs = pd.read_parquet(warehouse / "job_registry.parquet")
@@ -72,10 +77,10 @@ def test_rerun_replaces_partitions_and_copies_never_double_count(tmp_path, inbox
         touch_later(path)
         results = materialize_graph(defs, instance, "2026-11-20T22:00:00Z", "2026-11-21T02:00:00Z",
                                      as_of="2026-11-21T02:00:00Z")
-        billing_checks = _check_results(results[2])
+        billing_checks = _check_results(next(r for r in results if r.dagster_run.job_name == "billing_ingest"))
         assert billing_checks["no_duplicate_line_items"] and billing_checks["row_accounting_balances"]
-    day1 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-20.parquet")
-    day2 = pd.read_parquet(warehouse / "metric_samples" / "2026-11-21.parquet")
+    day1 = read_partitions(warehouse, "metric_samples", "2026-11-20")
+    day2 = read_partitions(warehouse, "metric_samples", "2026-11-21")
     assert len(day1) == 60 * 3 and day2.empty  # the old version of the file no longer counts
     bill = pd.concat(pd.read_parquet(p) for p in (warehouse / "billing_line_items").glob("*.parquet"))
     assert len(bill) == 4 and bill["line_item_id"].is_unique
@@ -90,8 +95,10 @@ def test_inbox_sensor_requests_each_file_once(tmp_path, inbox):
         first = inbox_sensor(context)
         requests = {r.job_name: r for r in first.run_requests}
         assert set(requests) == {"job_registry_ingest", "metric_ingest", "billing_ingest", "rejected_records_refresh"}
-        assert requests["metric_ingest"].tags[RANGE_START] == "2026-11-20"
-        assert requests["metric_ingest"].tags[RANGE_END] == "2026-11-21"
+        own = Shard(shard_of("ft-001", 8), 8).key  # one run for the one shard with metrics
+        assert requests["metric_ingest"].tags[RANGE_START] == f"2026-11-20|{own}"
+        assert requests["metric_ingest"].tags[RANGE_END] == f"2026-11-21|{own}"
+        assert [r.job_name for r in first.run_requests].count("metric_ingest") == 1
         assert (requests["billing_ingest"].tags[RANGE_START], requests["billing_ingest"].tags[RANGE_END]) == (
             "2026-11-20", "2026-11-21")
 
@@ -125,16 +132,23 @@ def test_sensor_requests_nothing_for_files_already_in_the_tables(tmp_path, inbox
 
 # --- the accounting checks can fail -----------------------------------------------------------------
 
+def _shard_of_ft001(count: int) -> str:
+    return Shard(shard_of("ft-001", count), count).key
+
+
 def _materialize_metrics(tmp_path, inbox) -> dict[str, bool]:
     from ftops.defs.ingest import metric_samples
     from ftops.defs.io_manager import PartitionedParquetIOManager
+    from ftops.defs.partitions import FleetPartitions, configured, shard_day_key
     from ftops.defs.resources import PolicyResource
 
     warehouse = str(tmp_path / "warehouse")
+    partitions = FleetPartitions("2026-11-01", 4)
     result = dg.materialize(
-        [metric_samples], partition_key="2026-11-20",
+        configured([metric_samples], partitions), partition_key=shard_day_key("2026-11-20", _shard_of_ft001(4)),
         resources={"io_manager": PartitionedParquetIOManager(base_path=warehouse),
-                   "inbox": InboxResource(inbox_path=str(inbox), warehouse_path=warehouse),
+                   "inbox": InboxResource(inbox_path=str(inbox), warehouse_path=warehouse,
+                                          partitions_start=partitions.start, shards=partitions.shards),
                    "policy": PolicyResource()},
         run_config={"ops": {"metric_samples": {"config": {"as_of": "2026-11-21T02:00:00Z"}}}},
     )

@@ -52,4 +52,4 @@ def test_ingest_on_a_postgres_instance_with_the_documented_config(tmp_path, post
         assert stored == run_ids
         event = instance.get_latest_materialization_event(dg.AssetKey("metric_samples"))
         assert event.run_id in run_ids
-        assert Path(tmp_path / "warehouse" / "metric_samples" / "2026-11-21.parquet").exists()
+        assert list((tmp_path / "warehouse" / "metric_samples" / "2026-11-21").glob("*-of-*.parquet"))

@@ -6,13 +6,18 @@ change a table that nothing new was read for.
 """
 
 import dagster as dg
+import yaml
 
+from ftops.defs.partitions import shard_day_key
 from ftops.defs.runner import materialize_graph
 from ftops.defs.sensors import RANGE_END, RANGE_START
 from ftops.definitions import build_definitions
-from ftops_tests.test_faults.fleet import demo_fleet, warehouse_hashes
+from ftops.sharding import all_shards
+from ftops_tests.test_faults.fleet import demo_fleet, table_hash, warehouse_hashes
+from ftops_tests.tables import read_partitions
 
-PARTITIONED_JOBS = ("metric_ingest", "billing_ingest", "monitoring_update")
+SHARDED_JOBS = ("metric_ingest", "monitoring_update")
+DAILY_JOBS = ("billing_ingest",)
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -27,21 +32,73 @@ def test_rerunning_partitions_and_backfilling_over_them_changes_no_table(tmp_pat
     with dg.instance_for_test() as instance:
         materialize_graph(defs, instance, *fleet.span(), as_of=fleet.end, log_level="ERROR")
         first = warehouse_hashes(warehouse)
-        days = sorted(k.split("/")[1].removesuffix(".parquet") for k in first if k.startswith("metric_samples/"))
+        days = sorted({k.split("/")[1] for k in first if k.startswith("metric_samples/")})
         assert len(days) == 3 and first  # two days of fleet cross three calendar days
+        shards = [s.key for s in all_shards(defs.resources["inbox"].shards)]
+        assert len(shards) > 1 and all(f"metric_samples/{days[0]}/{s}.parquet" in first for s in shards)
 
         # each partition again, on its own
         for day in days:
-            for name in PARTITIONED_JOBS:
+            for name in DAILY_JOBS:
                 defs.resolve_job_def(name).execute_in_process(instance=instance, partition_key=day, run_config=QUIET)
+            for name in SHARDED_JOBS:
+                for shard in shards:
+                    defs.resolve_job_def(name).execute_in_process(
+                        instance=instance, partition_key=shard_day_key(day, shard), run_config=QUIET)
         assert _changed(first, warehouse_hashes(warehouse)) == []
 
-        # a single-run backfill of a range over partitions that already exist
-        tags = {RANGE_START: days[1], RANGE_END: days[-1]}
-        for name in PARTITIONED_JOBS:
-            defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags, run_config=QUIET)
+        # a backfill of a range over partitions that already exist: days of one run, shard by shard
+        for name in DAILY_JOBS:
+            defs.resolve_job_def(name).execute_in_process(
+                instance=instance, tags={RANGE_START: days[1], RANGE_END: days[-1]}, run_config=QUIET)
+        for name in SHARDED_JOBS:
+            for shard in shards:
+                tags = {RANGE_START: shard_day_key(days[1], shard), RANGE_END: shard_day_key(days[-1], shard)}
+                defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags, run_config=QUIET)
         assert _changed(first, warehouse_hashes(warehouse)) == []
 
         # the whole graph again, with the stateful alerts reading their own previous table
         materialize_graph(defs, instance, *fleet.span(), as_of=fleet.end, log_level="ERROR")
         assert _changed(first, warehouse_hashes(warehouse)) == []
+
+
+def _content(warehouse, asset: str) -> str:
+    """Hash of an asset's rows over all its partitions, whatever shards hold them."""
+    path = warehouse / f"_{asset}_all.parquet"
+    read_partitions(warehouse, asset).to_parquet(path, index=False)
+    try:
+        return table_hash(path)
+    finally:
+        path.unlink()
+
+
+def test_changing_the_shard_count_loses_and_doubles_nothing(tmp_path):
+    """Re-sharding names new partitions (`1-of-3`, not `1-of-4`); after re-materialising, the sample
+    tables hold the same rows, and the job-level tables read only the current shards."""
+    fleet = demo_fleet(tmp_path, n_jobs=16, days=1)
+    warehouse = tmp_path / "warehouse"
+    with dg.instance_for_test() as instance:
+        materialize_graph(build_definitions(fleet.settings(warehouse)), instance, *fleet.span(),
+                          as_of=fleet.end, log_level="ERROR")
+        before = {a: _content(warehouse, a) for a in ("metric_samples", "run_health", "anomalies")}
+        jobs_before = {k: v for k, v in warehouse_hashes(warehouse).items() if "/" not in k}
+
+        policy = yaml.safe_load(fleet.policy.read_text())
+        old = policy["partitions"]["shards"]
+        policy["partitions"]["shards"] = old - 1
+        fleet.policy.write_text(yaml.safe_dump(policy))
+        resharded = build_definitions(fleet.settings(warehouse))
+        materialize_graph(resharded, instance, *fleet.span(), as_of=fleet.end, log_level="ERROR")
+
+    new_keys = {s.key for s in all_shards(old - 1)}
+    for asset in ("metric_samples", "run_health", "anomalies"):
+        files = list((warehouse / asset).glob("*/*.parquet"))
+        assert {p.stem for p in files} == new_keys | {s.key for s in all_shards(old)}  # old files stay
+        current = warehouse / f"_{asset}_current"
+        for p in files:  # what the new definitions read: the current shards' files only
+            if p.stem in new_keys:
+                (current / p.parent.name).mkdir(parents=True, exist_ok=True)
+                (current / p.parent.name / p.name).write_bytes(p.read_bytes())
+        assert _content(current.parent, current.name) == before[asset], asset
+    after = {k: v for k, v in warehouse_hashes(warehouse).items() if "/" not in k}
+    assert _changed(jobs_before, after) == []  # alerts, costs, budgets: nothing lost or counted twice

@@ -1,4 +1,4 @@
-"""The `anomalies` asset stores the same rows however its daily partitions are grouped into runs."""
+"""The `anomalies` asset stores the same rows however its shard-day partitions are grouped into runs."""
 
 import dagster as dg
 import numpy as np
@@ -6,9 +6,10 @@ import pandas as pd
 
 from ftops.defs.io_manager import PartitionedParquetIOManager, read_table
 from ftops.defs.monitoring import anomalies
-from ftops.defs.partitions import daily_partitions
+from ftops.defs.partitions import FleetPartitions, configured, shard_day_key, shard_day_partitions
 from ftops.defs.resources import PolicyResource
 from ftops.defs.sensors import RANGE_END, RANGE_START
+from ftops.sharding import Shard, shard_of
 
 from .helpers import series
 
@@ -28,8 +29,11 @@ def _samples() -> pd.DataFrame:
 SAMPLES = _samples()
 
 
-@dg.asset(name="metric_samples", partitions_def=daily_partitions, metadata={"partition_column": "ts"},
-          backfill_policy=dg.BackfillPolicy.single_run())
+PARTITIONS = FleetPartitions("2026-11-01", 2)
+SHARD = Shard(shard_of("job-a", 2), 2).key  # the shard of the one job
+
+
+@dg.asset(name="metric_samples", partitions_def=shard_day_partitions, metadata={"partition_column": "ts"})
 def _metric_samples(context: dg.AssetExecutionContext) -> pd.DataFrame:
     window = context.partition_time_window
     return SAMPLES[(SAMPLES["ts"] >= window.start) & (SAMPLES["ts"] < window.end)].reset_index(drop=True)
@@ -42,18 +46,20 @@ def _job_registry() -> pd.DataFrame:
 
 def _warehouse(tmp_path, runs: list[list[str]]) -> dict[str, pd.DataFrame]:
     resources = {"io_manager": PartitionedParquetIOManager(base_path=str(tmp_path)), "policy": PolicyResource()}
+    samples, found = configured([_metric_samples, anomalies], PARTITIONS)
+    key = lambda day: shard_day_key(day, SHARD)  # noqa: E731
     with dg.instance_for_test() as instance:
         assert dg.materialize([_job_registry], instance=instance, resources=resources).success
         for day in ["2026-11-19", *DAYS]:
-            assert dg.materialize([_metric_samples], partition_key=day, instance=instance,
+            assert dg.materialize([samples], partition_key=key(day), instance=instance,
                                   resources=resources).success
-        for keys in runs:
-            tags = {RANGE_START: keys[0], RANGE_END: keys[-1]} if len(keys) > 1 else None
-            result = dg.materialize([anomalies, _metric_samples, _job_registry], selection=[anomalies],
-                                    partition_key=keys[0] if len(keys) == 1 else None, tags=tags,
+        for days in runs:
+            tags = {RANGE_START: key(days[0]), RANGE_END: key(days[-1])} if len(days) > 1 else None
+            result = dg.materialize([found, samples, _job_registry], selection=[found],
+                                    partition_key=key(days[0]) if len(days) == 1 else None, tags=tags,
                                     instance=instance, resources=resources)
             assert result.success
-    return {day: read_table(str(tmp_path), dg.AssetKey("anomalies"), day) for day in DAYS}
+    return {day: read_table(str(tmp_path), dg.AssetKey("anomalies"), key(day)) for day in DAYS}
 
 
 def test_range_backfill_and_one_run_per_day_store_the_same_anomalies(tmp_path):
