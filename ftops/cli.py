@@ -110,6 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=lambda name, seconds: _print_step(f"      {name}: done in {seconds:.1f} s"),
         log_level="WARNING",
         as_of=manifest.end.isoformat(),  # the fleet's "now": liveness and budgets as of the demo's end
+        settings=settings, processes=os.cpu_count() or 1,  # shard runs in worker processes, one per core
     )
 
     _print_step("[4/4] summary")
