@@ -105,7 +105,8 @@ def history(tmp_path_factory):
     return today, folder, warehouse_hashes(folder / "warehouse"), warehouse_hashes(folder / "clean")
 
 
-@pytest.mark.parametrize("table", ["metric_samples/2026-03-01.parquet", "alerts.parquet"])
+# one shard-day of the samples (every shard of the 16-job fleet holds 4 jobs) and a job-level table
+@pytest.mark.parametrize("table", ["metric_samples/2026-03-01/0-of-4.parquet", "alerts.parquet"])
 def test_a_run_killed_inside_a_write_leaves_tables_whole_and_a_rerun_matches_a_clean_run(tmp_path, history, table):
     today, folder, previous, expected = history
     warehouse, home = tmp_path / "warehouse", tmp_path / "dagster_home"
