@@ -67,6 +67,8 @@ for _path in (BENCH_DIR, REPO_ROOT):  # run as a script from a checkout: this ft
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from bare_read import bare_read  # noqa: E402
+
 MIB = 2**20
 GIB = 2**30
 TARGET_SECONDS = 300.0
@@ -237,20 +239,6 @@ class MemorySampler:
 # the baseline: a bare pyarrow read of every inbox file
 
 
-def _bare_read(path: str) -> int:
-    import pyarrow.csv as pcsv
-    import pyarrow.json as pjson
-    import pyarrow.parquet as pq
-
-    if path.endswith(".parquet"):
-        return pq.read_table(path).num_rows
-    if path.endswith(".csv"):
-        return pcsv.read_csv(path).num_rows
-    if path.endswith(".json"):  # trainer_state.json: one object over many lines
-        return pjson.read_json(path, parse_options=pjson.ParseOptions(newlines_in_values=True)).num_rows
-    return pjson.read_json(path).num_rows
-
-
 def _bare_worker(list_file: str) -> None:
     """Read every listed file once; print rows, seconds and peak RSS as JSON."""
     import resource
@@ -261,7 +249,7 @@ def _bare_worker(list_file: str) -> None:
 
     paths = Path(list_file).read_text().splitlines()
     t0 = time.perf_counter()
-    rows = sum(_bare_read(p) for p in paths)
+    rows = sum(bare_read(p) for p in paths)
     seconds = time.perf_counter() - t0
     print(json.dumps({"rows": rows, "seconds": seconds, "files": len(paths),
                       "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))

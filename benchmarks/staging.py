@@ -44,32 +44,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO_ROOT))
 
+from bare_read import bare_read  # noqa: E402 - benchmarks/, the script's folder
 from ftops.staging import Staging, StagedFile, scan_inbox, worker_context  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 END = pd.Timestamp("2026-11-20T00:00:00Z")  # a fixed end: the same bytes every time
 
 
-def _bare_read(path: str) -> int:
-    """Rows of one file read with pyarrow's own reader for its format (default options)."""
-    import pyarrow.csv as pcsv
-    import pyarrow.json as pjson
-    import pyarrow.parquet as pq
-
-    if path.endswith(".parquet"):
-        return pq.read_table(path).num_rows
-    if path.endswith(".csv"):
-        return pcsv.read_csv(path).num_rows
-    if path.endswith(".json"):  # trainer_state.json: one object over many lines
-        return pjson.read_json(path, parse_options=pjson.ParseOptions(newlines_in_values=True)).num_rows
-    return pjson.read_json(path).num_rows
-
-
 def _bare(paths: list[str], workers: int) -> int:
     if workers == 1:
-        return sum(_bare_read(p) for p in paths)
+        return sum(bare_read(p) for p in paths)
     with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
-        return sum(pool.map(_bare_read, paths))
+        return sum(pool.map(bare_read, paths))
 
 
 def _stage(inbox: Path, files, warehouse: Path, workers: int) -> list[StagedFile]:
