@@ -25,7 +25,6 @@ Generation is vectorised per job (numpy, then Arrow casts); only jobs and days a
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -38,12 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ftops.demo_fleet.billing import focus_csv_text, focus_frame, job_cost_lines
-from ftops.demo_fleet.inbox import write_demo_inbox
-from ftops.demo_fleet.plan import BILL_LAG_HOURS, PlannedJob, job_rng, plan_fleet, signal_end_ms
+from ftops.demo_fleet.inbox import first_day, write_demo_inbox, write_registry_and_bills
+from ftops.demo_fleet.plan import PlannedJob, job_rng, plan_fleet, signal_end_ms
 from ftops.demo_fleet.policy import budget_limits, policy_dict
-from ftops.demo_fleet.times import MS_PER_DAY, MS_PER_H, MS_PER_S
-from ftops.demo_fleet.writers import AGENT_SOURCE, TRAINER_SOURCE, jobs_frame
+from ftops.demo_fleet.times import MS_PER_DAY, MS_PER_S
+from ftops.demo_fleet.writers import AGENT_SOURCE, TRAINER_SOURCE
 from ftops.schemas import METRICS
 
 DENSITIES = ("demo", "realistic")
@@ -124,23 +122,6 @@ def _write_demo(inbox: Path, n_jobs: int, days: int, seed: int, end: pd.Timestam
                           manifest.counts["metric_samples"], job_days)
 
 
-def _write_registry_and_bills(inbox: Path, jobs: list[PlannedJob], seed: int, start_ms: int, end_ms: int,
-                              end: pd.Timestamp) -> dict:
-    """The registry, the FOCUS bills and the budgets exactly as write_demo_inbox writes them."""
-    (inbox / "jobs").mkdir(parents=True, exist_ok=True)
-    jobs_frame(jobs).to_csv(inbox / "jobs" / "jobs.csv", index=False, lineterminator="\n")
-    usage = job_cost_lines(jobs, seed, end_ms)
-    cutoff_ms = (end_ms // MS_PER_H) * MS_PER_H - BILL_LAG_HOURS * MS_PER_H
-    focus = focus_frame(usage, start_ms, cutoff_ms, seed)
-    (inbox / "billing").mkdir(parents=True, exist_ok=True)
-    for day, part in focus.groupby(focus["ChargePeriodStart"].dt.strftime("%Y-%m-%d"), sort=True):
-        (inbox / "billing" / f"focus-{day}.csv").write_text(focus_csv_text(part), encoding="utf-8")
-    limits, _ = budget_limits(usage, end, seed)
-    if len(inspect.signature(policy_dict).parameters) > 1:  # newer ftops: the partitions start on the first day
-        return policy_dict(limits, pd.Timestamp(start_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d"))
-    return policy_dict(limits)
-
-
 def _write_realistic(inbox: Path, n_jobs: int, days: int, seed: int, end: pd.Timestamp) -> GeneratedInbox:
     end_ms = int(end.value // 1_000_000)
     start_ms = end_ms - days * MS_PER_DAY
@@ -162,7 +143,8 @@ def _write_realistic(inbox: Path, n_jobs: int, days: int, seed: int, end: pd.Tim
             pq.write_table(part, folder / f"metrics-{stamp}.parquet")
             job_days += 1
         samples += table.num_rows
-    policy = _write_registry_and_bills(inbox, jobs, seed, start_ms, end_ms, end)
+    usage, _, _ = write_registry_and_bills(inbox, jobs, seed, start_ms, end_ms)  # as write_demo_inbox does
+    policy = policy_dict(budget_limits(usage, end, seed)[0], first_day(start_ms))
     (inbox / "fleet_data.json").write_text(json.dumps({"density": "realistic", "seed": seed, "n_jobs": n_jobs,
                                                        "days": days, "end": end.isoformat(),
                                                        "metric_samples": samples}) + "\n")

@@ -13,7 +13,7 @@ import yaml
 
 from ftops.demo_fleet.billing import focus_csv_text, focus_frame, job_cost_lines
 from ftops.demo_fleet.manifest import DemoManifest, InjectedFault, fault_record
-from ftops.demo_fleet.plan import BILL_LAG_HOURS, OVERRUN_CATEGORY, plan_fleet
+from ftops.demo_fleet.plan import BILL_LAG_HOURS, OVERRUN_CATEGORY, PlannedJob, plan_fleet
 from ftops.demo_fleet.policy import budget_limits, policy_dict
 from ftops.demo_fleet.signals import resource_signals, training_signals
 from ftops.demo_fleet.times import MS_PER_DAY, MS_PER_H, default_end
@@ -24,6 +24,31 @@ from ftops.demo_fleet.writers import (
     write_trainer_state,
     write_wide_csv,
 )
+
+
+def write_registry_and_bills(inbox: Path, jobs: list[PlannedJob], seed: int, start_ms: int, end_ms: int
+                             ) -> tuple[pd.DataFrame, int, int]:
+    """`jobs/jobs.csv` and the daily FOCUS bills (`billing/focus-<day>.csv`) of a planned fleet.
+
+    Returns the fleet's cost lines (billed or not yet: what budgets are sized from), the bill files
+    written and their lines.
+    """
+    (inbox / "jobs").mkdir(parents=True, exist_ok=True)
+    jobs_frame(jobs).to_csv(inbox / "jobs" / "jobs.csv", index=False, lineterminator="\n")
+    usage = job_cost_lines(jobs, seed, end_ms)
+    cutoff_ms = (end_ms // MS_PER_H) * MS_PER_H - BILL_LAG_HOURS * MS_PER_H
+    focus = focus_frame(usage, start_ms, cutoff_ms, seed)
+    (inbox / "billing").mkdir(parents=True, exist_ok=True)
+    files = 0
+    for day, part in focus.groupby(focus["ChargePeriodStart"].dt.strftime("%Y-%m-%d"), sort=True):
+        (inbox / "billing" / f"focus-{day}.csv").write_text(focus_csv_text(part), encoding="utf-8")
+        files += 1
+    return usage, files, len(focus)
+
+
+def first_day(start_ms: int) -> str:
+    """The day the fleet's data starts on: where its partitions start."""
+    return pd.Timestamp(start_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d")
 
 
 def write_demo_inbox(inbox: Path, seed: int = 7, n_jobs: int = 40, days: int = 7,
@@ -65,21 +90,10 @@ def write_demo_inbox(inbox: Path, seed: int = 7, n_jobs: int = 40, days: int = 7
         if job.fault:
             faults.append(fault_record(job, tr, res))
 
-    frame = jobs_frame(jobs)
-    (inbox / "jobs").mkdir(parents=True, exist_ok=True)
-    frame.to_csv(inbox / "jobs" / "jobs.csv", index=False, lineterminator="\n")
-
-    usage = job_cost_lines(jobs, seed, end_ms)
-    cutoff_ms = (end_ms // MS_PER_H) * MS_PER_H - BILL_LAG_HOURS * MS_PER_H
-    focus = focus_frame(usage, start_ms, cutoff_ms, seed)
-    (inbox / "billing").mkdir(parents=True, exist_ok=True)
-    for day, part in focus.groupby(focus["ChargePeriodStart"].dt.strftime("%Y-%m-%d"), sort=True):
-        (inbox / "billing" / f"focus-{day}.csv").write_text(focus_csv_text(part), encoding="utf-8")
-        counts["billing_files"] += 1
-    counts["billing_lines"] = len(focus)
-
+    usage, counts["billing_files"], counts["billing_lines"] = write_registry_and_bills(
+        inbox, jobs, seed, start_ms, end_ms)
     limits, usage_pct = budget_limits(usage, end, seed)
-    policy = policy_dict(limits, pd.Timestamp(start_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d"))
+    policy = policy_dict(limits, first_day(start_ms))
     overrun = next(f for f in faults if f.fault == "budget_overrun")
     faults = [
         InjectedFault(f.job_id, f.fault, f.expected_rule, f.category, f.onset,
