@@ -579,15 +579,17 @@ class Staging:
         filters = []
         if time_column and start is not None and end is not None:
             filters = [(time_column, ">=", start), (time_column, "<", end)]
+        # the shard's jobs in each file; None: no shard, or a manifest without job ids (rows are filtered)
+        jobs_of = {m.identity: shard.select(m.job_ids) for m in files if shard is not None and m.job_ids is not None}
         if shard is not None:
-            files = [m for m in files if m.job_ids is None or shard.select(m.job_ids)]
+            files = [m for m in files if jobs_of.get(m.identity, True)]
         frames = []
         for m in files:
             path = self._paths(kind, m.identity)[0]
-            jobs = [] if shard is None or m.job_ids is None else shard.select(m.job_ids)
+            jobs = jobs_of.get(m.identity)
             only = [("job_id", "in", jobs)] if jobs and len(jobs) < len(m.job_ids) else []
             arrow = pq.read_table(path.path, filesystem=path.fs, filters=(filters + only) or None)
-            if shard is not None and m.job_ids is None and arrow.num_rows:
+            if shard is not None and jobs is None and arrow.num_rows:
                 arrow = arrow.filter(pa.array(shard.holds(arrow.column("job_id").to_pandas())))
             if arrow.num_rows:
                 frames.append(arrow.to_pandas())
