@@ -54,7 +54,11 @@ WALL_CLOCK_COLUMNS = {"alert_deliveries": ("last_attempt_at", "delivered_at")}
 def table_hash(path: Path, ignore: tuple[str, ...] = ()) -> str:
     """Content hash of a stored table: columns, dtypes and rows, whatever order the rows were written in."""
     df = pd.read_parquet(path)
-    df = df.drop(columns=[c for c in ignore if c in df.columns])
+    return frame_hash(df.drop(columns=[c for c in ignore if c in df.columns]))
+
+
+def frame_hash(df: pd.DataFrame) -> str:
+    """Content hash of a table: columns, dtypes and rows, whatever order the rows are in."""
     rows = np.sort(pd.util.hash_pandas_object(df, index=False).to_numpy()) if len(df) else np.array([], "uint64")
     digest = hashlib.sha256(repr([(c, str(t)) for c, t in df.dtypes.items()]).encode())
     digest.update(rows.tobytes())
