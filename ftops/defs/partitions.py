@@ -74,7 +74,7 @@ def shard_day_key(day: str, shard: str) -> str:
 
 
 # Placeholders for the decorators; `configured` replaces them.
-_PLACEHOLDER = FleetPartitions("2023-01-01", 1)
+_PLACEHOLDER = FleetPartitions(PartitionsPolicy.start, 1)
 daily_partitions = _PLACEHOLDER.daily
 shard_day_partitions = _PLACEHOLDER.shard_days
 
