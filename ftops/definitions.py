@@ -39,6 +39,7 @@ class Settings:
     config: str | None
     ledger: str | None = None  # default: `_ledger` in a local warehouse, else .ftops/ledger
     env: tuple[tuple[str, str], ...] = ()  # FTOPS_* settings of notifiers and actuators
+    catalog: str | None = None  # folder of catalogues added with `ftops catalog import`
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return dict(self.env).get(name, default)
@@ -56,6 +57,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         warehouse=_local_or_url(env.get("FTOPS_WAREHOUSE", ".ftops/warehouse")),
         config=os.path.abspath(config) if config else None,
         ledger=os.path.abspath(env["FTOPS_LEDGER"]) if env.get("FTOPS_LEDGER") else None,
+        catalog=os.path.abspath(env.get("FTOPS_CATALOG", ".ftops/catalog")),
         env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("FTOPS_") or k == "SLACK_BOT_TOKEN")),
     )
 

@@ -236,6 +236,63 @@ class PartitionsPolicy:
 
 
 @dataclass(frozen=True)
+class CatalogRow:
+    """One instance type a user adds to the bundled catalogue, or whose numbers they correct."""
+
+    cloud: str
+    region: str
+    instance_type: str
+    gpu_model: str
+    gpu_count: int
+    gpu_memory_gb: float
+    on_demand_usd_per_hour: float
+    spot_usd_per_hour: float | None = None
+    vcpus: float | None = None
+    memory_gb: float | None = None
+
+
+@dataclass(frozen=True)
+class SpotPolicy:
+    """When spot capacity is worth it, and how often to checkpoint on it (spec §2.1)."""
+
+    # max spot price = this x the budget per hour (remaining budget / hours left, or a per-job limit)
+    max_price_budget_ratio: float = 0.7
+    # mean time between interruptions of a spot instance, hours, until the fleet has learnt its own;
+    # keys "aws", "aws/us-east-1" or "aws/us-east-1/H100": the most specific one wins
+    mtbi_hours: dict[str, float] = field(default_factory=dict)
+    default_mtbi_hours: float = 20.0
+    # preemptions of one cloud/region/GPU in job_registry before its own rate replaces the configured one
+    min_preemptions_to_learn: int = 3
+    # time to write one checkpoint, and to get a replacement node back to training after an interruption
+    checkpoint_minutes: float = 2.0
+    restart_minutes: float = 10.0
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """When a running node is worth releasing."""
+
+    idle_gpu_utilization_pct: float = 10.0
+    idle_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
+class OptimizationPolicy:
+    """Instance selection, spot plans, the benchmark comparison and autoscaling advice (spec §2.1, §2.3)."""
+
+    catalog: tuple[CatalogRow, ...] = ()
+    spot: SpotPolicy = field(default_factory=SpotPolicy)
+    scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
+    # the GPU that `--hours` work is measured on, and the share of datasheet TFLOP/s a run achieves
+    reference_gpu: str = "A100-80GB"
+    datasheet_mfu: float = 0.35
+    # a recommendation must save at least this share of the cost per unit of work
+    min_saving_ratio: float = 0.05
+    # steps of a calibration run on a configuration the fleet has never measured
+    calibration_steps: int = 200
+
+
+@dataclass(frozen=True)
 class Policy:
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
     budgets: dict[str, BudgetPolicy] = field(default_factory=dict)
@@ -248,6 +305,7 @@ class Policy:
     budget_tag_key: str = "budget_category"
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
     partitions: PartitionsPolicy = field(default_factory=PartitionsPolicy)
+    optimization: OptimizationPolicy = field(default_factory=OptimizationPolicy)
 
 
 def _type_name(tp: Any) -> str:
@@ -342,6 +400,7 @@ _FRACTIONS = {
     "monitoring.validation.improvement_ratio", "monitoring.validation.overfitting_min_rise_ratio",
     "monitoring.domain_accuracy.minimum", "monitoring.domain_accuracy.target",
     "monitoring.convergence.plateau_tolerance",
+    "optimization.spot.max_price_budget_ratio", "optimization.datasheet_mfu", "optimization.min_saving_ratio",
 }
 _MULTIPLES = {
     "monitoring.loss.spike_min_ratio", "monitoring.loss.divergence_ratio",
@@ -418,6 +477,15 @@ def _validate(policy: Policy) -> None:
         datetime.date.fromisoformat(policy.partitions.start)
     except ValueError:
         _refuse("partitions.start", policy.partitions.start, "is not a calendar date")
+    opt = policy.optimization
+    for key, value in (("optimization.spot.default_mtbi_hours", opt.spot.default_mtbi_hours),
+                       ("optimization.datasheet_mfu", opt.datasheet_mfu),
+                       *((f"optimization.spot.mtbi_hours.{k}", v) for k, v in opt.spot.mtbi_hours.items())):
+        if value == 0:
+            _refuse(key, value, "must be > 0")
+    for i, row in enumerate(opt.catalog):
+        if row.gpu_count < 1:
+            _refuse(f"optimization.catalog[{i}].gpu_count", row.gpu_count, "must be >= 1")
     if not 1 <= policy.partitions.shards <= 4096:
         _refuse("partitions.shards", policy.partitions.shards, "must be between 1 and 4096")
 
