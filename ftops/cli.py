@@ -264,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     budget.set_defaults(func=cmd_budget)
 
+    from ftops.catalog_cli import add_catalog_parser
+    from ftops.recommend_cli import add_recommend_parser
+
+    add_recommend_parser(sub)
+    add_catalog_parser(sub)
     from ftops.agent import add_agent_parser
 
     add_agent_parser(sub)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from ftops.defs.calibration import CALIBRATION_JOBS
 from ftops.defs.costs import COST_ASSETS
 from ftops.defs.ingest import INGEST_ASSETS
 from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledger, budget_enforcement, budget_sensor
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
+from ftops.defs.optimize import OPTIMIZATION_ASSETS, CatalogResource
 from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
 from ftops.defs.io_manager import PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
@@ -74,8 +76,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     partitions = FleetPartitions.from_policy(policy.partitions)
     return dg.Definitions(
-        assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, action_ledger], partitions),
-        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, prometheus_pull],
+        assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, *OPTIMIZATION_ASSETS, action_ledger],
+                          partitions),
+        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, prometheus_pull],
         sensors=[inbox_sensor, automation_sensor, budget_sensor],
         schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],
         resources={
@@ -91,6 +94,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 shards=partitions.shards,
             ),
             "policy": PolicyResource(config_path=settings.config),
+            "catalog": CatalogResource(folder=settings.catalog),
             "warehouse": WarehouseResource(base_path=settings.warehouse),
             "ledger": LedgerResource(folder=ledger_folder(settings)),
             "actuator": ActuatorResource(

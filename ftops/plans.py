@@ -1,8 +1,9 @@
 """Planned actions on jobs and the pure bookkeeping of the `action_ledger` table.
 
-Budget enforcement (costs/ladder.py) and recovery (predict/) both plan actions; actions/ carries them
-out and records them. What they share lives here, so neither imports the other, and neither
-imports actions/, which does I/O.
+Budget enforcement (costs/ladder.py), recovery (predict/) and benchmark calibration
+(optimize/calibration.py: "launch_calibration", which starts a new job instead of changing one)
+plan actions; actions/ carries them out and records them. What they share lives here, so none
+imports another, and none imports actions/, which does I/O.
 
 The ledger has one row per action_id (the idempotency key). Adding an action whose key is already
 in the ledger changes nothing, so re-planning the same step never applies it twice. `applied_keys`
@@ -20,7 +21,7 @@ import pandas as pd
 
 from ftops.schemas import ACTION_LEDGER, ACTION_STATUSES, Mode, utc_timestamp, validate
 
-Action = Literal["switch_to_spot", "reduce_batch_size", "terminate"]
+Action = Literal["switch_to_spot", "reduce_batch_size", "terminate", "launch_calibration"]
 RETRYABLE = ("failed",)
 
 

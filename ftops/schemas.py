@@ -141,7 +141,7 @@ PERIODS: tuple[str, ...] = get_args(Period)
 # budget modes, and the mode each action in the ledger was planned under
 Mode = Literal["off", "dry_run", "enforce"]
 MODES: tuple[str, ...] = get_args(Mode)
-TRIGGERS = ("budget", "recovery", "manual")
+TRIGGERS = ("budget", "recovery", "manual", "calibration")
 ACTION_STATUSES = ("planned", "applied", "skipped", "failed")
 
 METRIC_SAMPLES = Table(
@@ -386,9 +386,177 @@ ACTION_LEDGER = Table(
     key=("action_id",),
 )
 
+# --- optimisation (ftops/optimize) -------------------------------------------------------------------
+
+INSTANCE_CATALOG = Table(
+    "instance_catalog",
+    (
+        _c("cloud", "str", nullable=False),
+        _c("region", "str", nullable=False),
+        _c("instance_type", "str", nullable=False),
+        _c("gpu_model", "str", nullable=False),
+        _c("gpu_count", "int", nullable=False),
+        _c("gpu_memory_gb", "float", nullable=False),  # per GPU
+        _c("vcpus", "float"),
+        _c("memory_gb", "float"),  # host memory
+        _c("on_demand_usd_per_hour", "float", nullable=False),
+        _c("spot_usd_per_hour", "float"),  # null: no spot offer
+        _c("source", "str", nullable=False),
+        _c("price_date", "str"),
+    ),
+    key=("cloud", "region", "instance_type", "gpu_model", "gpu_count"),
+)
+
+BENCHMARK_COMPARISON = Table(
+    "benchmark_comparison",
+    (
+        _c("configuration", "str", nullable=False),
+        _c("technique", "str"),
+        _c("model_params_b", "float"),
+        _c("gpu_model", "str"),
+        _c("gpu_count", "int"),
+        _c("micro_batch", "int"),
+        _c("seq_len", "int"),
+        _c("precision", "str"),
+        _c("pricing", "str"),
+        _c("jobs", "int", nullable=False),
+        _c("job_ids", "str", nullable=False),  # comma-separated, sorted: the runs behind the numbers
+        _c("samples_per_second", "float"),
+        _c("tokens_per_second", "float"),
+        _c("steps_per_second", "float"),
+        _c("samples_per_second_per_gpu", "float"),
+        _c("tokens_per_second_per_gpu", "float"),
+        _c("gpu_utilization_pct", "float"),
+        _c("usd_per_hour", "float"),
+        _c("price_basis", "str"),
+        _c("usd_per_1k_samples", "float"),
+        _c("usd_per_million_tokens", "float"),
+        _c("samples_per_usd", "float"),
+        _c("rank_in_group", "int"),
+        _c("best_in_group", "bool", nullable=False),
+    ),
+    key=("configuration",),
+)
+
+BENCHMARK_RECOMMENDATIONS = Table(
+    "benchmark_recommendations",
+    (
+        _c("kind", "str", nullable=False, allowed=("move", "calibrate")),
+        _c("group", "str"),
+        _c("technique", "str"),
+        _c("model_size", "str"),
+        _c("from_configuration", "str"),
+        _c("to_configuration", "str"),
+        _c("unit", "str"),
+        _c("cost_change_pct", "float"),
+        _c("time_change_pct", "float"),
+        _c("monthly_volume", "float"),
+        _c("saving_usd_per_month", "float"),
+        _c("from_job_ids", "str"),
+        _c("to_job_ids", "str"),
+        _c("job_ids", "str"),
+        _c("proposal_id", "str"),  # calibrate: the stable id the calibration run is launched under
+        _c("model_params_b", "float"),
+        _c("gpu_model", "str"),
+        _c("gpu_count", "int"),
+        _c("instance_type", "str"),
+        _c("cloud", "str"),
+        _c("region", "str"),
+        _c("pricing", "str"),
+        _c("micro_batch", "int"),
+        _c("seq_len", "int"),
+        _c("precision", "str"),
+        _c("steps", "int"),
+        _c("expected_hours", "float"),
+        _c("expected_usd_per_hour", "float"),
+        _c("expected_cost_usd", "float"),
+        _c("basis", "str"),
+        _c("message", "str", nullable=False),
+        _c("as_of", "ts"),
+    ),
+)
+
+_CANDIDATE_COLUMNS = (
+    _c("cloud", "str"),
+    _c("region", "str"),
+    _c("instance_type", "str"),
+    _c("gpu_model", "str"),
+    _c("gpu_count", "int"),
+    _c("instances", "int"),  # identical nodes the job spans
+    _c("gpu_memory_gb", "float"),
+    _c("vcpus", "float"),
+    _c("memory_gb", "float"),
+    _c("on_demand_usd_per_hour", "float"),
+    _c("spot_usd_per_hour", "float"),
+    _c("expected_hours", "float"),
+    _c("on_demand_cost_usd", "float"),
+    _c("spot_cost_usd", "float"),
+    _c("basis", "str"),  # measured | datasheet: where the hours on this GPU come from
+    _c("measured_job_ids", "str"),
+)
+_PRICING_PLAN_COLUMNS = (
+    _c("pricing", "str", allowed=PRICING),
+    _c("max_spot_usd_per_hour", "float"),
+    _c("checkpoint_interval_minutes", "float"),
+    _c("mtbi_hours", "float"),
+    _c("mtbi_basis", "str"),
+    _c("expected_interruptions", "float"),
+    _c("spot_expected_hours", "float"),
+    _c("spot_expected_cost_usd", "float"),
+    _c("expected_cost_usd", "float"),
+)
+
+INSTANCE_RECOMMENDATIONS = Table(
+    "instance_recommendations",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("rank", "int"),  # null: the job could not be planned (reason says why)
+        *_CANDIDATE_COLUMNS,
+        *_PRICING_PLAN_COLUMNS,
+        _c("current_instance_type", "str"),
+        _c("current_pricing", "str"),
+        _c("current_cost_usd", "float"),
+        _c("saving_ratio", "float"),
+        _c("worth_switching", "bool"),
+        _c("reason", "str"),
+    ),
+    key=("job_id", "rank"),
+)
+
+SPOT_PLANS = Table(
+    "spot_plans",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("status", "str"),
+        _c("cloud", "str"),
+        _c("region", "str"),
+        _c("instance_type", "str"),
+        _c("gpu_model", "str"),
+        _c("instances", "int"),
+        _c("current_pricing", "str"),
+        _c("pricing", "str", allowed=PRICING),
+        _c("change", "bool"),
+        _c("max_spot_usd_per_hour", "float"),
+        _c("checkpoint_interval_minutes", "float"),
+        _c("mtbi_hours", "float"),
+        _c("mtbi_basis", "str"),
+        _c("expected_interruptions", "float"),
+        _c("on_demand_hours", "float"),
+        _c("on_demand_cost_usd", "float"),
+        _c("spot_expected_hours", "float"),
+        _c("spot_expected_cost_usd", "float"),
+        _c("expected_hours", "float"),
+        _c("expected_cost_usd", "float"),
+        _c("basis", "str"),
+        _c("reason", "str"),
+    ),
+    key=("job_id",),
+)
+
 TABLES = {t.name: t for t in (
     METRIC_SAMPLES, JOBS, BILLING_LINE_ITEMS, REJECTED_RECORDS, RUN_HEALTH, ANOMALIES, ALERTS, ALERT_DELIVERIES,
-    JOB_COSTS, BUDGET_STATUS, ACTION_LEDGER,
+    JOB_COSTS, BUDGET_STATUS, ACTION_LEDGER, INSTANCE_CATALOG, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS,
+    INSTANCE_RECOMMENDATIONS, SPOT_PLANS,
 )}
 
 

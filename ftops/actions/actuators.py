@@ -7,7 +7,8 @@ could not be carried out (the ledger then records `failed` and a later run may t
 write-ahead discipline (`ftops.actions.ledger_store`) re-applies an action whose run died after the
 side effect but before the ledger said `applied`:
 - record: no side effect at all.
-- control_file: a command already in the job's file (same action_id) is not written again.
+- control_file: a command already in the job's file (same action_id) is not written again. It acts
+  on a running job only: `launch_calibration` (a new job) is refused, since no trainer polls its file.
 - webhook: cannot know what the receiver did; it sends `Idempotency-Key: <action_id>` and the
   receiver must de-duplicate on it (documented in docs/control-files.md).
 - kubernetes (`ftops.actions.actuators_kubernetes`): patches are repeatable; deleting a Job that is
@@ -45,6 +46,10 @@ _RESERVED = ("ftops_control", "action", "action_id", "job_id", "budget_category"
              "period_key", "message", "issued_at")
 # a job id becomes a file name: no separators, no leading dot, nothing a shell or object store mangles
 _SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+@-]{0,199}$")
+
+
+# Actions that start a new job: only an actuator that reaches a scheduler (webhook, record) can do that.
+LAUNCH_ACTIONS = ("launch_calibration",)
 
 
 class ActuatorError(RuntimeError):
@@ -128,6 +133,10 @@ class ControlFileActuator:
         return self.folder / f"{_checked_job_id(job_id)}.json"
 
     def apply(self, action: PlannedAction) -> str:
+        if action.action in LAUNCH_ACTIONS:
+            raise ActuatorError(
+                f"control_file cannot launch a new job: {action.action} for {action.job_id} needs a scheduler; "
+                "a control file only reaches a trainer that is already running: use the webhook actuator")
         path = self.path_for(action.job_id)
         commands = self._existing_commands(path)
         if any(c.get("action_id") == action.action_id for c in commands):

@@ -7,6 +7,7 @@ The Job is found by label (`ftops/job-id=<job_id>` by default) in one namespace.
 - switch_to_spot, reduce_batch_size: a Job's pod template is immutable, so ftops cannot change
   them itself; it annotates the Job (`ftops/requested-action`, `ftops/action-id`, and one
   `ftops/<action>` annotation holding the command JSON) for an operator or controller to act on.
+- launch_calibration: refused (ActuatorError): a new Job needs a template ftops does not hold.
 
 Idempotent per action: patches can be repeated, and a Job already deleted counts as terminated
 (after a crash between the delete and the ledger update the Job is simply gone).
@@ -20,7 +21,7 @@ import json
 import re
 from typing import Any, Literal
 
-from ftops.actions.actuators import ActuatorError, command_payload
+from ftops.actions.actuators import LAUNCH_ACTIONS, ActuatorError, command_payload
 from ftops.plans import PlannedAction
 
 TerminateMode = Literal["delete", "suspend"]
@@ -108,6 +109,11 @@ class KubernetesActuator:
         return self._client
 
     def apply(self, action: PlannedAction) -> str:
+        if action.action in LAUNCH_ACTIONS:
+            # a new Job needs a pod template (image, command, resources) that ftops does not hold
+            raise ActuatorError(
+                f"kubernetes cannot launch a new job: {action.action} for {action.job_id} needs a Job template "
+                "ftops does not have: use the webhook actuator and let the scheduler create the Job")
         names = self._job_names(action.job_id)
         if action.action == "terminate":
             if not names:

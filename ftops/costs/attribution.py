@@ -9,8 +9,11 @@ Rules
 - Every other line is kept with job_id null ("unattributed"), with its provider and service: a
   cost never vanishes because nobody tagged it.
 - Bills arrive hours late. A job's hours after its *billed-through* time (the latest end of its
-  hourly-or-daily, positive bill lines) are costed as running time × catalogue price
-  ("estimate", estimated=True). When the bill for an hour arrives the billed-through time moves
+  hourly-or-daily, positive bill lines) are costed as running time × price per instance-hour
+  ("estimate", estimated=True). The price: `prices:` of ftops.yaml for the instance type; else
+  the instance catalogue's price for the job's cloud, region and instance type; else the median
+  of the catalogue's prices of that instance type over the regions that list it (the note says
+  so); else none (cost_usd null, the note names the instance type). When the bill for an hour arrives the billed-through time moves
   past it and the estimate for that hour is no longer produced, so an hour is never counted twice.
   Credits and lines spanning more than a day (monthly fees, refunds) do not move billed-through:
   they say nothing about which hours were billed.
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ftops.costs.usage import running_intervals
+from ftops.optimize.catalog import catalog_prices
 from ftops.policy import InstancePrice
 from ftops.readers.billing_common import is_spot
 from ftops.schemas import JOB_COSTS, validate
@@ -179,7 +183,14 @@ def _price_table(prices: dict[str, InstancePrice]) -> pd.DataFrame:
     )
 
 
-def _estimate_rows(usage: pd.DataFrame, through: pd.Series, prices: dict[str, InstancePrice]) -> pd.DataFrame:
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame.columns:
+        return frame[name].astype("string")
+    return pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
+def _estimate_rows(usage: pd.DataFrame, through: pd.Series, prices: dict[str, InstancePrice],
+                   catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     if usage.empty:
         return JOB_COSTS.empty()
     usage = usage.copy()
@@ -195,11 +206,23 @@ def _estimate_rows(usage: pd.DataFrame, through: pd.Series, prices: dict[str, In
     itype = usage["instance_type"].astype("string")
     on_demand = itype.map(table["on_demand"]).astype("float64")
     spot_price = itype.map(table["spot"]).astype("float64")
+    median_note = pd.Series(False, index=usage.index)
+    if catalog is not None and not catalog.empty:
+        # ftops.yaml prices win as a pair: their empty spot is not filled from the catalogue
+        from_catalog = on_demand.isna()
+        found = catalog_prices(catalog, _column(usage, "cloud"), _column(usage, "region"), itype)
+        on_demand = on_demand.where(~from_catalog, found["on_demand_usd_per_hour"])
+        spot_price = spot_price.where(~from_catalog, found["spot_usd_per_hour"])
+        median_note = from_catalog & found["basis"].eq("median over regions").fillna(False).astype(bool)
     wants_spot = usage["pricing"].astype("string").eq("spot").fillna(False).astype(bool)
     # an unknown spot price falls back to on-demand: overestimating is safer for a budget
     price = on_demand.where(~wants_spot | spot_price.isna(), spot_price)
     note = pd.Series(pd.NA, index=usage.index, dtype="string")
-    note = note.mask(wants_spot & spot_price.isna() & on_demand.notna(), "no spot price: on-demand price used")
+    no_spot = wants_spot & spot_price.isna() & on_demand.notna()
+    note = note.mask(no_spot, "no spot price: on-demand price used")
+    where = _column(usage, "cloud").fillna("?") + "/" + _column(usage, "region").fillna("?")
+    median = ("catalogue median over regions of " + itype.fillna("") + ": no catalogue price for " + where)
+    note = note.mask(median_note, median).mask(median_note & no_spot, median + "; no spot price: on-demand price used")
     note = note.mask(on_demand.isna(), "no catalogue price for instance_type " + itype.fillna("<unknown>"))
     pricing = usage["pricing"].astype("string").fillna("on_demand")
     return pd.DataFrame(
@@ -235,12 +258,15 @@ def attribute_costs(
     currency: str = CURRENCY,
     max_line_item_cost_usd: float | None = None,
     confirmed_line_items: Collection[str] = (),
+    catalog: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """`job_costs`: billed lines attributed to jobs, estimates after each job's billed-through time,
     unattributed lines with job_id null. Sums of cost_usd never count a job-hour twice.
 
     billing: `billing_line_items` (job_id already extracted from tags); jobs: `jobs`;
-    usage: `job_hours(jobs, now)`; prices by instance_type; resource_map: optional frame with
+    usage: `job_hours(jobs, now)`; prices by instance_type (ftops.yaml `prices:`, they win);
+    catalog: the instance catalogue (`ftops.optimize.catalog.combined_catalog`) for instance types
+    `prices` does not name (see the module rules); resource_map: optional frame with
     job_id and resource_id columns for untagged lines; lines beyond `max_line_item_cost_usd`
     and not in `confirmed_line_items` are marked suspicious. Raises CurrencyMismatchError.
     """
@@ -249,7 +275,7 @@ def attribute_costs(
     held = suspicious_lines(billing, max_line_item_cost_usd, confirmed_line_items)
     bills = _bill_rows(billing, jobs, resource_map, intervals, held) if not billing.empty else JOB_COSTS.empty()
     bills = validate(bills, JOB_COSTS)
-    estimates = validate(_estimate_rows(usage, billed_through(bills), prices), JOB_COSTS)
+    estimates = validate(_estimate_rows(usage, billed_through(bills), prices, catalog), JOB_COSTS)
     frames = [f for f in (bills, estimates) if not f.empty]
     if not frames:
         return JOB_COSTS.empty()

@@ -19,7 +19,7 @@ TERMINAL_STATUSES = ("succeeded", "failed", "cancelled", "preempted")
 
 USAGE_COLUMNS = (
     "job_id", "hour_start", "period_start", "period_end", "hours", "gpu_count", "instances",
-    "instance_type", "pricing", "budget_category", "cloud",
+    "instance_type", "pricing", "budget_category", "cloud", "region",
 )
 
 
@@ -52,7 +52,8 @@ def job_hours(
     """One row per job and clock hour it ran: the part of the hour it ran (period_start/end, hours).
 
     `instances` is how many instances the job occupies: ceil(gpu_count / GPUs per instance) when
-    `gpus_per_instance` knows the instance type, else 1 (the catalogue price is per instance-hour).
+    `gpus_per_instance` knows the instance type (`ftops.optimize.catalog.gpus_per_instance` of the
+    instance catalogue), else 1 (the catalogue price is per instance-hour).
     No hour before `earliest` is produced.
     """
     intervals = running_intervals(jobs, now, earliest)
@@ -93,6 +94,7 @@ def job_hours(
             "pricing": attr("pricing"),
             "budget_category": attr("budget_category"),
             "cloud": attr("cloud"),
+            "region": attr("region"),  # the catalogue price is per cloud, region and instance type
         }
     )
     return _typed(out[out["hours"] > 0].reset_index(drop=True))
@@ -100,7 +102,7 @@ def job_hours(
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     ts = {c: "datetime64[ns, UTC]" for c in ("hour_start", "period_start", "period_end")}
-    strings = {c: "string" for c in ("job_id", "instance_type", "pricing", "budget_category", "cloud")}
+    strings = {c: "string" for c in ("job_id", "instance_type", "pricing", "budget_category", "cloud", "region")}
     floats = {c: "float64" for c in ("hours", "gpu_count", "instances")}
     for column, dtype in ts.items():
         values = frame[column]

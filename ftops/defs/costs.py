@@ -14,6 +14,7 @@ from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.resources import PolicyResource
+from ftops.optimize.catalog import gpus_per_instance
 from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS
 
 
@@ -29,17 +30,21 @@ from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS
     ],
 )
 def job_costs(context: dg.AssetExecutionContext, config: AsOfConfig, billing_line_items: pd.DataFrame,
-              job_registry: pd.DataFrame, policy: PolicyResource) -> Iterator:
-    """Bills attributed to jobs by tag or resource id; GPU-hours not billed yet estimated at catalogue
-    price (marked estimated, replaced when the bill arrives); unmatched costs kept as unattributed."""
+              job_registry: pd.DataFrame, instance_catalog: pd.DataFrame, policy: PolicyResource) -> Iterator:
+    """Bills attributed to jobs by tag or resource id; GPU-hours not billed yet estimated at the
+    ftops.yaml price, else the instance catalogue's price of the job's cloud, region and instance
+    type, else that type's median over regions (marked estimated, replaced when the bill arrives);
+    unmatched costs kept as unattributed."""
     now = config.now()
     bills = as_contract(billing_line_items, BILLING_LINE_ITEMS)
     jobs = as_contract(job_registry, JOBS)
     settings = policy.load()
-    usage = job_hours(jobs, now, earliest=pd.Timestamp(settings.partitions.start, tz="UTC"))
+    usage = job_hours(jobs, now, gpus_per_instance(instance_catalog),
+                      earliest=pd.Timestamp(settings.partitions.start, tz="UTC"))
     costs = attribute_costs(bills, jobs, usage, settings.prices, now,
                             max_line_item_cost_usd=settings.ingest.max_line_item_cost_usd,
-                            confirmed_line_items=settings.ingest.confirmed_line_items)
+                            confirmed_line_items=settings.ingest.confirmed_line_items,
+                            catalog=instance_catalog)
     held = costs["suspicious"].astype(bool)
     summary = job_cost_summary(costs, jobs, now=now)
     estimated = costs["estimated"].astype(bool)

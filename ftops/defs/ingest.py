@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -100,6 +101,22 @@ def _files_metadata(files: list[StagedFile]) -> dict:
     }
 
 
+def _registry_exports_last(df: pd.DataFrame, files: list[StagedFile]) -> pd.DataFrame:
+    """The rows of registry exports (`jobs/`) after those of W&B run metadata (`metrics/`), each group
+    still oldest file first, so `newest_wins` lets a registry row win over a W&B row of the same job:
+    a registry knows what W&B cannot (instance type, pricing, budget, the scheduler's own status).
+
+    `staging.load("jobs")` concatenates each file's accepted rows in `files` order, so a row's file is
+    found by repeating each file's relpath `accepted` times.
+    """
+    counts = [f.accepted for f in files]
+    if sum(counts) != len(df) or all(f.relpath.startswith("jobs/") for f in files):
+        return df
+    from_registry = np.repeat([f.relpath.startswith("jobs/") for f in files], counts)
+    order = np.argsort(from_registry, kind="stable")
+    return df.iloc[order].reset_index(drop=True)
+
+
 @dg.asset(
     group_name="ingest",
     kinds={"pandas", "parquet"},
@@ -112,7 +129,7 @@ def job_registry(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: I
     staging.stage_inbox(inbox.inbox_path)
     df, files = staging.load("jobs")
     rows_read = len(df)
-    resolved = newest_wins(df, ["job_id"])
+    resolved = newest_wins(_registry_exports_last(df, files), ["job_id"])
     df = validate(resolved.table, JOBS)
     yield dg.Output(
         df,

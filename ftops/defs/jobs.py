@@ -5,8 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from ftops.schemas import (
-    ALERT_DELIVERIES, ALERTS, ANOMALIES, BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS, METRIC_SAMPLES,
-    REJECTED_RECORDS, RUN_HEALTH,
+    ALERT_DELIVERIES, ALERTS, ANOMALIES, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS, BILLING_LINE_ITEMS,
+    BUDGET_STATUS, INSTANCE_CATALOG, INSTANCE_RECOMMENDATIONS, JOB_COSTS, JOBS, METRIC_SAMPLES, REJECTED_RECORDS,
+    RUN_HEALTH, SPOT_PLANS,
 )
 
 job_registry_ingest = dg.define_asset_job(
@@ -34,10 +35,18 @@ alerts_update = dg.define_asset_job(
 )
 
 costs_update = dg.define_asset_job(
-    "costs_update", selection=[JOB_COSTS.name, BUDGET_STATUS.name], description="Attribute costs and update budgets.",
+    "costs_update", selection=[INSTANCE_CATALOG.name, JOB_COSTS.name, BUDGET_STATUS.name],
+    description="Refresh the instance catalogue, attribute costs and update budgets.",
 )
 
-MONITORING_JOBS = [monitoring_update, alerts_update, costs_update]
+optimization_update = dg.define_asset_job(
+    "optimization_update",
+    selection=[BENCHMARK_COMPARISON.name, BENCHMARK_RECOMMENDATIONS.name, INSTANCE_RECOMMENDATIONS.name,
+               SPOT_PLANS.name],
+    description="Compare measured configurations, recommend instances and spot plans, advise on scaling.",
+)
+
+MONITORING_JOBS = [monitoring_update, alerts_update, costs_update, optimization_update]
 
 # The whole graph in dependency order, as `ftops demo` materialises it: (job, how its runs are cut):
 # "all" one run; "days" one run over the range of days; "shard_days" one run per shard over the days.
@@ -49,4 +58,5 @@ GRAPH_STEPS: list[tuple[str, str]] = [
     ("monitoring_update", "shard_days"),
     ("alerts_update", "all"),
     ("costs_update", "all"),
+    ("optimization_update", "all"),
 ]

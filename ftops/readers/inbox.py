@@ -1,7 +1,9 @@
 """The inbox: which files are inputs, what kind each one is and which reader reads it.
 
 Layout (docs/architecture.md §2): `jobs/` job registry exports, `metrics/` metric files of every
-supported format, `billing/` billing exports. Files still being written (`*.part`, `*.tmp`) and
+supported format, `billing/` billing exports. A W&B run's `wandb-metadata.json` under `metrics/` is a
+job registry input (kind "jobs", read by readers.wandb_job): the run folder's CSVs give its samples,
+the metadata and the files around it give its job row. Files still being written (`*.part`, `*.tmp`) and
 hidden files are not inputs yet. A file's identity is its inbox-relative path, size and
 modification time: the same bytes landing again under the same name are the same input, while
 a rewritten file is a new version that supersedes the old one.
@@ -23,8 +25,8 @@ from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table
 KINDS: dict[str, Table] = {"jobs": JOBS, "metrics": METRIC_SAMPLES, "billing": BILLING_LINE_ITEMS}
 
 # Files that travel with run exports but hold no samples: not inputs, never rejections.
+# (wandb_job reads wandb-summary.json, config.yaml and the runs_* files beside a wandb-metadata.json.)
 _COMPANION_FILES = {
-    "wandb-metadata.json",
     "wandb-summary.json",
     "config.yaml",
     "runs_summary.csv",
@@ -34,6 +36,7 @@ _COMPANION_FILES = {
     "readme.md",
 }
 _IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload")
+WANDB_METADATA = "wandb-metadata.json"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ def classify(relpath: str) -> str | None:
         return None
     if name.startswith(".") or name.endswith(_IN_PROGRESS_SUFFIXES) or name in _COMPANION_FILES:
         return None
+    if parts[0] == "metrics" and name == WANDB_METADATA:
+        return "jobs"  # a W&B run's job row (hardware, model, outcome), beside its samples
     return parts[0]
 
 
@@ -87,6 +92,10 @@ def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_
         from ftops.readers.jobs import DEFAULT_FUTURE_TOLERANCE_HOURS, read_jobs
 
         tolerance = DEFAULT_FUTURE_TOLERANCE_HOURS if future_tolerance_hours is None else future_tolerance_hours
+        if PurePosixPath(path).name.lower() == WANDB_METADATA:
+            from ftops.readers.wandb_job import read_wandb_job
+
+            return lambda: read_wandb_job(path, earliest=earliest, now=now, future_tolerance_hours=tolerance)
         return lambda: read_jobs(path, earliest=earliest, now=now, future_tolerance_hours=tolerance)
     if kind == "billing":
         from ftops.readers.billing import read_billing

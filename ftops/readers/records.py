@@ -9,7 +9,8 @@ unbalanced file. What a record is, per format family:
 - JSON Lines: a non-blank line;
 - Parquet: the row count in the file's metadata;
 - `trainer_state.json`: an entry of `log_history`;
-- Prometheus text exposition: a line that is neither blank nor a `#` comment.
+- Prometheus text exposition: a line that is neither blank nor a `#` comment;
+- a W&B `wandb-metadata.json`: one record (the run it describes gives one job row).
 
 Counting streams the file in blocks with numpy, so it costs one pass over the bytes and no parse.
 Returns None when the file cannot be counted (unreadable, corrupt compression): the caller
@@ -99,6 +100,8 @@ def count_records(path: str) -> int | None:
     try:
         if name.endswith("trainer_state.json"):
             return _trainer_state_entries(path)
+        if name == "wandb-metadata.json":
+            return 1
         if name.endswith((".prom", ".metrics")):
             return _count_lines(path, quoted=False, skip_comments=True, whitespace_is_blank=True)
         fmt = data_format(name)

@@ -111,6 +111,15 @@ def read_metadata(run_dir: str | Path) -> tuple[dict, str | None]:
     return meta, None
 
 
+def run_job_id(run_dir: str | Path) -> str:
+    """The job id of a run folder's rows when the caller names none: the folder's name.
+
+    One definition for every reader of a run folder (samples here, the job row in wandb_job), so
+    a run's samples and its job registry row always share the id.
+    """
+    return Path(run_dir).resolve().name
+
+
 def _started_at(meta: dict) -> pd.Timestamp | None:
     # W&B writes startedAt as naive ISO text in UTC
     ts = pd.to_datetime(pd.Series([meta.get("startedAt")]), utc=True, errors="coerce", format="mixed").iloc[0]
@@ -253,7 +262,7 @@ def read_wandb_run(path: str | Path, job_id: str | None = None) -> ReadResult:
     else:
         return ReadResult(TABLE, METRIC_SAMPLES.empty(), rejected_file(str(path), TABLE, "file or folder not found"))
 
-    job = job_id if job_id is not None else run_dir.resolve().name
+    job = job_id if job_id is not None else run_job_id(run_dir)
     meta, problem = read_metadata(run_dir)
     host = meta.get("host")
     host = str(host) if host not in (None, "") else None
