@@ -37,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ftops.defs.runner import materialize_graph, open_instance
     from ftops.definitions import Settings, build_definitions, settings_from_env
     from ftops.demo_fleet import MIN_JOBS, write_demo_inbox
-    from ftops.schemas import ALERTS, BUDGET_STATUS
+    from ftops.schemas import ALERTS, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS, BUDGET_STATUS
     from ftops.staging import scan_inbox
 
     if args.jobs < MIN_JOBS or args.days < 1:
@@ -123,15 +123,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     serious = alerts[alerts["severity"].isin(["warning", "critical"])] if alerts is not None else alerts
     status = read_table(settings.warehouse, dg.AssetKey(BUDGET_STATUS.name))
     over = status[status["usage_pct"] >= 90] if status is not None else status
+    compared = read_table(settings.warehouse, dg.AssetKey(BENCHMARK_COMPARISON.name))
+    advice = read_table(settings.warehouse, dg.AssetKey(BENCHMARK_RECOMMENDATIONS.name))
+    moves = (advice[advice["kind"] == "move"].sort_values("saving_usd_per_month", ascending=False)
+             if advice is not None else None)
+    best_move = moves["message"].iloc[0] if moves is not None and not moves.empty else "none"
     print(
         f"      jobs: {len(jobs)} ({', '.join(f'{k} {v}' for k, v in jobs['status'].value_counts().items())})\n"
         f"      metric samples: {samples:,}   billing lines: {lines:,}   rejected rows: {rejected:,}\n"
         f"      injected faults: {len(manifest.faults)} (see {inbox / 'demo_manifest.json'})\n"
         f"      alerts at warning or above: {len(serious)} on {serious['job_id'].nunique()} jobs; "
         f"budgets at 90 % or more: {', '.join(f'{r.budget_category} {r.usage_pct:.0f} %' for r in over.itertuples()) or 'none'}\n"
+        f"      configurations compared: {0 if compared is None else len(compared)}; "
+        f"moves recommended: {0 if moves is None else len(moves)}, the largest:\n        {best_move}\n"
         f"      Dagster runs: {runs}   total {time.perf_counter() - started:.0f} s\n"
         f"Next: run `dagster dev` in this folder and open http://127.0.0.1:3000 (asset groups ingest, monitoring,\n"
-        f"      costs, operations; budget_sensor acts on the over-budget category in dry run), `ftops budget`,\n"
+        f"      costs, optimization, operations; budget_sensor acts on the over-budget category in dry run),\n"
+        f"      `ftops budget`, `ftops recommend --gpus 8 --gpu-memory-gb 80 --hours 10 --spot`,\n"
         f"      `ftops check-run PATH`. The tables are Parquet files under {warehouse}/.",
         flush=True,
     )

@@ -12,8 +12,8 @@ current instance type. Per job:
 - work: tokens = dataset_samples x epochs x seq_len with model_params_b and technique. seq_len is the
   padded/packed length, so this is an upper bound for unpacked data. A job without these cannot be sized:
   it gets one row with `rank` missing and the `reason` saying what is missing (no silent omission).
-- budget per hour: `budget_usd_per_hour[budget_category]` (no cap for a category not in it); critical
-  jobs run on demand.
+- budget per hour: `budget_usd_per_hour[budget_category]`; for a category not in it, the per-job cost
+  limit (monitoring.cost.max_usd_per_hour); critical jobs run on demand.
 """
 
 from __future__ import annotations
@@ -56,10 +56,19 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype("object").where(series.notna(), None)
 
 
+def per_job_limit(policy: Policy) -> float:
+    """The per-job cost limit that stands in for a budget per hour where a category has none."""
+    return policy.monitoring.cost.max_usd_per_hour
+
+
 def job_work(jobs: pd.DataFrame, datasheets: pd.DataFrame,
-             budget_usd_per_hour: dict[str, float] | None = None) -> pd.DataFrame:
+             budget_usd_per_hour: dict[str, float] | None = None,
+             per_job_usd_per_hour: float | None = None) -> pd.DataFrame:
     """Per job: gpus, gpu_memory_gb (minimum per GPU), tokens, model_params_b, technique, critical, budget
-    per hour and `skip` (why the job cannot be planned; None when it can). Index: the jobs' index."""
+    per hour and `skip` (why the job cannot be planned; None when it can). Index: the jobs' index.
+
+    A job whose category has no budget per hour is held to `per_job_usd_per_hour` (the per-job cost
+    limit, monitoring.cost.max_usd_per_hour) when given: spec §2.1's "or a per-job limit"."""
     budgets = budget_usd_per_hour or {}
     gpu_model = canonical_gpu_models(jobs["gpu_type"]).astype("object")
     memory = _num(datasheets["memory_gb"])
@@ -77,7 +86,8 @@ def job_work(jobs: pd.DataFrame, datasheets: pd.DataFrame,
         "technique": technique,
         "critical": jobs["critical"].astype("object").fillna(False).astype(bool),
         "budget_usd_per_hour": _text(jobs["budget_category"]).map(lambda c: budgets.get(c, np.nan)
-                                                                  if c is not None else np.nan).astype("float64"),
+                                                                  if c is not None else np.nan).astype("float64")
+        .fillna(np.nan if per_job_usd_per_hour is None else float(per_job_usd_per_hour)),
     }, index=jobs.index)
     skip = pd.Series(None, index=jobs.index, dtype="object")
     checks = (
@@ -141,7 +151,7 @@ def instance_recommendations(jobs: pd.DataFrame, catalog: pd.DataFrame, datashee
     empty = pd.DataFrame({c: pd.Series(dtype="object") for c in RECOMMENDATION_COLUMNS})
     if pending.empty:
         return empty
-    jw = job_work(pending, datasheets, budget_usd_per_hour)
+    jw = job_work(pending, datasheets, budget_usd_per_hour, per_job_limit(policy))
     skipped = [jw.loc[jw["skip"].notna(), ["job_id", "skip"]].rename(columns={"skip": "reason"})]
     # the job's minimum memory per GPU, apart from the instance's gpu_memory_gb it is crossed with
     ok = jw[jw["skip"].isna()].rename(columns={"gpu_memory_gb": "min_gpu_memory_gb"})
@@ -224,7 +234,7 @@ def spot_plans(jobs: pd.DataFrame, catalog: pd.DataFrame, datasheets: pd.DataFra
     live = jobs[jobs["status"].astype("object").isin(_PLANNED_STATUSES)]
     if live.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in SPOT_PLAN_COLUMNS})
-    jw = job_work(live, datasheets, budget_usd_per_hour)
+    jw = job_work(live, datasheets, budget_usd_per_hour, per_job_limit(policy))
     planned = _current_plan(jw, live, catalog, datasheets, measured, policy, mtbi)
     planned = planned.drop_duplicates("job_id")
     planned["change"] = planned["pricing"] != planned["current_pricing"]

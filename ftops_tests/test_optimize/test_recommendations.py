@@ -96,3 +96,17 @@ def test_no_pending_jobs_gives_an_empty_frame():
     jobs = registry([{"job_id": "x", "status": "succeeded"}])
     out = instance_recommendations(jobs, CATALOG, DATASHEETS, None, POLICY, {}, None)
     assert out.empty and list(out.columns) == list(RECOMMENDATION_COLUMNS)
+
+
+def test_a_job_without_a_category_budget_is_held_to_the_per_job_cost_limit():
+    from ftops.optimize.gpus import datasheets
+    from ftops.optimize.recommendations import job_work
+
+    jobs = pd.DataFrame({
+        "job_id": ["a", "b"], "gpu_type": ["H100", "H100"], "gpu_count": [8, 8], "dataset_samples": [1000, 1000],
+        "epochs": [1, 1], "seq_len": [2048, 2048], "model_params_b": [7.0, 7.0], "technique": ["lora", "lora"],
+        "critical": [False, False], "budget_category": ["research", "unbudgeted"],
+    })
+    work = job_work(jobs, datasheets(), {"research": 3.0}, per_job_usd_per_hour=30.0)
+    assert work["budget_usd_per_hour"].tolist() == [3.0, 30.0]
+    assert job_work(jobs, datasheets(), {"research": 3.0})["budget_usd_per_hour"].isna().tolist() == [False, True]
