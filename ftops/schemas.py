@@ -553,10 +553,41 @@ SPOT_PLANS = Table(
     key=("job_id",),
 )
 
+NODE_ACTIVITY = Table(
+    "node_activity",
+    (
+        _c("host", "str", nullable=False),
+        _c("job_id", "str", nullable=False),
+        _c("first_gpu_ts", "ts"),
+        _c("last_ts", "ts", nullable=False),  # the pair's last sample of any metric
+        _c("host_last_ts", "ts", nullable=False),
+        _c("gpu_samples", "int", nullable=False),  # GPU utilisation samples in the idle window before host_last_ts
+        _c("gpu_util_mean_pct", "float"),
+        _c("gpu_util_max_pct", "float"),
+        _c("devices", "int"),
+    ),
+    key=("host", "job_id", "last_ts"),
+)
+
+SCALING_ADVICE = Table(
+    "scaling_advice",
+    (
+        _c("action", "str", nullable=False, allowed=("reuse", "release", "add")),
+        _c("instance_type", "str"),
+        _c("cloud", "str"),
+        _c("region", "str"),
+        _c("pricing", "str"),
+        _c("nodes", "int", nullable=False),
+        _c("hosts", "str"),
+        _c("job_ids", "str"),
+        _c("reason", "str", nullable=False),
+    ),
+)
+
 TABLES = {t.name: t for t in (
     METRIC_SAMPLES, JOBS, BILLING_LINE_ITEMS, REJECTED_RECORDS, RUN_HEALTH, ANOMALIES, ALERTS, ALERT_DELIVERIES,
     JOB_COSTS, BUDGET_STATUS, ACTION_LEDGER, INSTANCE_CATALOG, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS,
-    INSTANCE_RECOMMENDATIONS, SPOT_PLANS,
+    INSTANCE_RECOMMENDATIONS, SPOT_PLANS, NODE_ACTIVITY, SCALING_ADVICE,
 )}
 
 

@@ -9,14 +9,16 @@ import pytest
 from ftops import plans, policy, schemas
 from ftops.monitoring import catalog
 
-ELEVEN_TABLES = {
+ALL_TABLES = {
     "metric_samples", "job_registry", "billing_line_items", "rejected_records", "run_health", "anomalies",
     "alerts", "alert_deliveries", "job_costs", "budget_status", "action_ledger",
+    "instance_catalog", "benchmark_comparison", "benchmark_recommendations", "instance_recommendations",
+    "spot_plans", "node_activity", "scaling_advice",
 }
 
 
 def test_every_table_is_registered_under_its_name():
-    assert set(schemas.TABLES) == ELEVEN_TABLES
+    assert set(schemas.TABLES) == ALL_TABLES
     assert all(name == table.name for name, table in schemas.TABLES.items())
 
 
@@ -24,7 +26,7 @@ def test_the_job_registry_contract_is_named_after_its_asset():
     assert schemas.JOBS.name == "job_registry"
 
 
-@pytest.mark.parametrize("name", sorted(ELEVEN_TABLES))
+@pytest.mark.parametrize("name", sorted(ALL_TABLES))
 def test_empty_table_has_the_contract_columns_in_order(name):
     table = schemas.TABLES[name]
     assert list(table.empty().columns) == table.column_names

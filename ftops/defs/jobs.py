@@ -6,8 +6,8 @@ import dagster as dg
 
 from ftops.schemas import (
     ALERT_DELIVERIES, ALERTS, ANOMALIES, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS, BILLING_LINE_ITEMS,
-    BUDGET_STATUS, INSTANCE_CATALOG, INSTANCE_RECOMMENDATIONS, JOB_COSTS, JOBS, METRIC_SAMPLES, REJECTED_RECORDS,
-    RUN_HEALTH, SPOT_PLANS,
+    BUDGET_STATUS, INSTANCE_CATALOG, INSTANCE_RECOMMENDATIONS, JOB_COSTS, JOBS, METRIC_SAMPLES, NODE_ACTIVITY,
+    REJECTED_RECORDS, RUN_HEALTH, SCALING_ADVICE, SPOT_PLANS,
 )
 
 job_registry_ingest = dg.define_asset_job(
@@ -26,8 +26,9 @@ rejected_records_refresh = dg.define_asset_job(
 INGEST_JOBS = [job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh]
 
 monitoring_update = dg.define_asset_job(
-    "monitoring_update", selection=[RUN_HEALTH.name, ANOMALIES.name],
-    description="Rebuild run_health and anomalies partitions (declarative automation does this after ingest).",
+    "monitoring_update", selection=[RUN_HEALTH.name, ANOMALIES.name, NODE_ACTIVITY.name],
+    description="Rebuild run_health, anomalies and node_activity partitions (declarative automation does this "
+                "after ingest).",
 )
 alerts_update = dg.define_asset_job(
     "alerts_update", selection=[ALERTS.name, ALERT_DELIVERIES.name],
@@ -42,7 +43,7 @@ costs_update = dg.define_asset_job(
 optimization_update = dg.define_asset_job(
     "optimization_update",
     selection=[BENCHMARK_COMPARISON.name, BENCHMARK_RECOMMENDATIONS.name, INSTANCE_RECOMMENDATIONS.name,
-               SPOT_PLANS.name],
+               SPOT_PLANS.name, SCALING_ADVICE.name],
     description="Compare measured configurations, recommend instances and spot plans, advise on scaling.",
 )
 

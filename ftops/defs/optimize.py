@@ -9,6 +9,7 @@ import pandas as pd
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
+from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, days_of_run, shard_day_partitions
 from ftops.defs.resources import PolicyResource
 from ftops.optimize.benchmark import (
     benchmark_comparison as compare_configurations,
@@ -20,10 +21,12 @@ from ftops.optimize.catalog import combined_catalog
 from ftops.optimize.gpus import datasheets
 from ftops.optimize.recommendations import instance_recommendations as compute_instance_recommendations
 from ftops.optimize.recommendations import spot_plans as compute_spot_plans
+from ftops.optimize.scaling import node_activity as node_activity_of
+from ftops.optimize.scaling import scaling_advice as advise_scaling
 from ftops.optimize.spot import budget_usd_per_hour_by_category, mtbi_table
 from ftops.schemas import (
     BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS, BUDGET_STATUS, INSTANCE_CATALOG, INSTANCE_RECOMMENDATIONS,
-    JOB_COSTS, JOBS, SPOT_PLANS, validate,
+    JOB_COSTS, JOBS, NODE_ACTIVITY, SCALING_ADVICE, SPOT_PLANS, validate,
 )
 
 GROUP = "optimization"
@@ -189,5 +192,55 @@ def spot_plans(config: AsOfConfig, job_registry: pd.DataFrame, instance_catalog:
     yield contract_check(table, SPOT_PLANS)
 
 
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=shard_day_partitions,
+    backfill_policy=ONE_SHARD_DAY_PER_RUN,
+    metadata={"partition_column": "last_ts"},
+    kinds={"pandas", "parquet"},
+    automation_condition=after_upstream_updates(),
+    check_specs=[contract_spec(NODE_ACTIVITY)],
+)
+def node_activity(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, policy: PolicyResource) -> Iterator:
+    """Per host and job of a shard-day: its last sample and its GPU utilisation over the idle window
+    before the host's last sample (what scaling_advice needs to tell an idle node, kept small)."""
+    idle_minutes = policy.load().optimization.scaling.idle_minutes
+    parts = []
+    if not metric_samples.empty:
+        for start, end in days_of_run(context):
+            day = metric_samples[(metric_samples["ts"] >= start) & (metric_samples["ts"] < end)]
+            if not day.empty:
+                parts.append(node_activity_of(day, end, idle_minutes))
+    table = validate(pd.concat(parts, ignore_index=True), NODE_ACTIVITY) if parts else NODE_ACTIVITY.empty()
+    yield dg.Output(table, metadata={"rows": len(table), "hosts": int(table["host"].nunique())})
+    yield contract_check(table, NODE_ACTIVITY)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "parquet"},
+    automation_condition=after_upstream_updates(),
+    check_specs=[contract_spec(SCALING_ADVICE)],
+)
+def scaling_advice(config: AsOfConfig, node_activity: pd.DataFrame, job_registry: pd.DataFrame,
+                   instance_recommendations: pd.DataFrame, policy: PolicyResource) -> Iterator:
+    """Autoscaling advice, each line with its reason: idle nodes to hand to a pending job (reuse) or to
+    release (GPU utilisation under the floor for the idle window, no running job on them), and how many
+    nodes of each type to add for the pending jobs' chosen instances. Advice only: nothing is applied."""
+    scaling = policy.load().optimization.scaling
+    placements = (instance_recommendations[instance_recommendations["rank"] == 1]
+                  if not instance_recommendations.empty else instance_recommendations)
+    table = validate(advise_scaling(as_contract(node_activity, NODE_ACTIVITY), as_contract(job_registry, JOBS),
+                                    placements, idle_gpu_utilization_pct=scaling.idle_gpu_utilization_pct,
+                                    idle_minutes=scaling.idle_minutes, now=config.now()), SCALING_ADVICE)
+    yield dg.Output(table, metadata={
+        "lines": len(table),
+        "nodes_by_action": dg.MetadataValue.json(table.groupby("action")["nodes"].sum().astype(int).to_dict()
+                                                 if not table.empty else {}),
+        "advice": _md(table, ["action", "instance_type", "nodes", "hosts", "job_ids", "reason"]),
+    })
+    yield contract_check(table, SCALING_ADVICE)
+
+
 OPTIMIZATION_ASSETS = [instance_catalog, benchmark_comparison, benchmark_recommendations, instance_recommendations,
-                       spot_plans]
+                       spot_plans, node_activity, scaling_advice]

@@ -285,6 +285,8 @@ def plan_numbers(candidates: pd.DataFrame, *, spot_policy: SpotPolicy, mtbi: pd.
 def plan_reasons(planned: pd.DataFrame, spot_policy: SpotPolicy) -> pd.Series:
     """One human sentence per row of `plan_numbers`' output."""
     p = planned
+    if p.empty:  # string arithmetic on empty float columns has no dtype to work in
+        return pd.Series(dtype="object", index=p.index)
     ratio = f"{spot_policy.max_price_budget_ratio:g}"
     rate = _rate(p["_job_spot_usd_per_hour"])
     spot_part = "spot " + rate + " USD/h"

@@ -105,8 +105,9 @@ _TRUE = {"true", "1", "yes", "on", "y"}
 _MODEL_KEYS = ("model_name_or_path", "pretrained_model_name_or_path", "base_model", "model_name", "model_path",
                "model_id", "model", "_name_or_path")
 _NAME_KEYS = ("run_name", "exp_name", "experiment_name")
-_BATCH_KEYS = ("per_device_train_batch_size", "micro_batch_size", "per_gpu_train_batch_size", "train_micro_batch_size_per_gpu",
-               "batch_size")
+# per-device batch, as the registry means it; alpaca-lora's --batch_size is the global one, so it comes last
+_BATCH_KEYS = ("per_device_train_batch_size", "micro_batch_size", "per_gpu_train_batch_size",
+               "train_micro_batch_size_per_gpu", "batch_size")
 _GRAD_ACCUM_KEYS = ("gradient_accumulation_steps", "grad_accum", "gradient_accumulation", "grad_accum_steps")
 _EPOCH_KEYS = ("num_train_epochs", "num_epochs", "epochs", "n_epochs")
 _SEQ_KEYS = ("model_max_length", "max_seq_length", "max_seq_len", "cutoff_len", "seq_len")
@@ -138,8 +139,9 @@ def read_wandb_job(metadata_path: str | Path, job_id: str | None = None, *, earl
 
     `job_id` defaults to the id `read_wandb_run` gives the folder's samples. `earliest`, `now` and
     `future_tolerance_hours` bound the row's times as `read_jobs` bounds a registry's; `now` also
-    tells a live run (no exit record, recent life) from a dead one (see the module doc). Never
-    raises for bad input.
+    tells a live run (no exit record, recent life) from a dead one (see the module doc). Given a
+    run folder without `wandb-metadata.json` (but with another W&B file), the row holds what the other
+    files say. Never raises for bad input.
     """
     p = Path(metadata_path)
     source = str(metadata_path)

@@ -110,3 +110,16 @@ def test_a_job_without_a_category_budget_is_held_to_the_per_job_cost_limit():
     work = job_work(jobs, datasheets(), {"research": 3.0}, per_job_usd_per_hour=30.0)
     assert work["budget_usd_per_hour"].tolist() == [3.0, 30.0]
     assert job_work(jobs, datasheets(), {"research": 3.0})["budget_usd_per_hour"].isna().tolist() == [False, True]
+
+
+def test_no_job_on_a_catalogued_instance_gives_reasons_not_an_error():
+    policy = Policy()
+    assert spot_plans(JOBS.empty(), CATALOG, DATASHEETS, None, policy, {}, None).empty
+    assert instance_recommendations(JOBS.empty(), CATALOG, DATASHEETS, None, policy, {}, None).empty
+    running = pd.DataFrame([{"job_id": "x", "status": "running", "instance_type": "not-in-catalogue", "gpu_type": "H100",
+                             "gpu_count": 8, "technique": "lora", "model_params_b": 7.0, "dataset_samples": 1000,
+                             "epochs": 1, "seq_len": 2048, "pricing": "spot", "critical": False,
+                             "budget_category": "research", "cloud": "aws", "region": "us-east-1"}])
+    plans = spot_plans(running, CATALOG, DATASHEETS, None, policy, {}, None)
+    assert plans["job_id"].tolist() == ["x"] and plans["pricing"].isna().all()
+    assert "catalogue" in plans["reason"].iloc[0]
