@@ -23,7 +23,8 @@ Three steps, each a plain function on DataFrames:
      (cost of the bills ÷ hours they cover, over those jobs: what the fleet really paid, storage and all);
      else the catalogue price of the job's own cloud, region and instance type at its pricing
      ("catalogue <cloud> <region> <instance_type>"); else the catalogue median of instances with the same
-     GPU model and count ("catalogue median <gpu> ×<n> <pricing>"); else null.
+     GPU model and count on the job's cloud, or on all clouds ("catalogue median <cloud> <gpu> ×<n>
+     <pricing>"); else null. A job of unknown pricing (a W&B export) is priced on demand, and says so.
    - Ranking (`rank_in_group`, 1 = best) within each group (technique, model size class) by work per USD,
      where work is, per group: tokens when every configuration of the group measured tokens/s; else
      samples × sequence length (the padded token capacity) when every one has a sequence length; else
@@ -288,14 +289,24 @@ def _catalogue_rates(kept: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
         at_region,
         "catalogue " + kept["cloud"].astype(str) + " " + kept["region"].astype(str) + " " + kept["instance_type"].astype(str),
         "catalogue median over regions " + kept["instance_type"].astype(str))
-    by_gpu = (cat.groupby(["gpu_model", "gpu_count"])[["on_demand_usd_per_hour", "spot_usd_per_hour"]].median()
-              .reset_index())
-    keys = pd.DataFrame({"gpu_model": kept["gpu_model"].astype(object).to_numpy(),
+    # the median over the job's own cloud where the catalogue has its GPU shape there, else over all clouds
+    prices = ["on_demand_usd_per_hour", "spot_usd_per_hour"]
+    by_cloud = cat.groupby(["cloud", "gpu_model", "gpu_count"])[prices].median().reset_index()
+    by_gpu = cat.groupby(["gpu_model", "gpu_count"])[prices].median().reset_index()
+    keys = pd.DataFrame({"cloud": kept["cloud"].astype(object).to_numpy(),
+                         "gpu_model": kept["gpu_model"].astype(object).to_numpy(),
                          "gpu_count": pd.to_numeric(kept["gpu_count"], errors="coerce").astype("float64").to_numpy()})
-    near = keys.merge(by_gpu.astype({"gpu_model": object}), on=["gpu_model", "gpu_count"], how="left")
+    in_cloud = keys.merge(by_cloud.astype({"cloud": object, "gpu_model": object}),
+                          on=["cloud", "gpu_model", "gpu_count"], how="left")
+    anywhere = keys.merge(by_gpu.astype({"gpu_model": object}), on=["gpu_model", "gpu_count"], how="left")
+    use_cloud = in_cloud["on_demand_usd_per_hour"].notna().to_numpy()
+    near = in_cloud[prices].where(np.repeat(use_cloud[:, None], len(prices), axis=1), anywhere[prices])
     median_rate = np.where(spot, near["spot_usd_per_hour"], near["on_demand_usd_per_hour"]).astype("float64")
-    median_basis = ("catalogue median " + kept["gpu_model"].astype(str) + " ×" + kept["gpu_count"].astype(str)
-                    + " " + kept["pricing"].astype(str)).to_numpy()
+    # a job whose pricing is unknown (a W&B export says nothing about it) is priced on demand, and says so
+    pricing = kept["pricing"].astype(object).where(kept["pricing"].notna(), "on_demand (pricing unknown)")
+    where = np.where(use_cloud, kept["cloud"].astype(object).fillna("").astype(str) + " ", "all clouds ")
+    median_basis = ("catalogue median " + pd.Series(where, index=kept.index) + kept["gpu_model"].astype(object).astype(str)
+                    + " ×" + kept["gpu_count"].astype(object).astype(str) + " " + pricing.astype(str)).to_numpy()
     has_exact = ~np.isnan(exact_rate)
     rate = np.where(has_exact, exact_rate, median_rate)
     basis = np.where(has_exact, exact_basis, np.where(np.isnan(median_rate), None, median_basis))
@@ -439,7 +450,8 @@ def _unit_text(unit: str) -> str:
 
 
 def _describe(row: Mapping[str, Any], other: Mapping[str, Any]) -> str:
-    text = f"{_fmt_int(row['gpu_count'])}× {row['gpu_model']} {str(row['pricing']).replace('_', '-')}"
+    pricing = _opt(row["pricing"])
+    text = f"{_fmt_int(row['gpu_count'])}× {row['gpu_model']}" + (f" {pricing.replace('_', '-')}" if pricing else "")
     extra = [f"{label}{_fmt_int(row[c])}" for c, label in (("micro_batch", "mb"), ("seq_len", "seq"))
              if _opt(row[c]) != _opt(other[c])]
     return " ".join([text, *extra])

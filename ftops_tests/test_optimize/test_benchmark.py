@@ -177,7 +177,7 @@ def test_price_basis_billed_beats_catalogue_and_falls_back_to_the_gpu_median():
     assert out.loc["lora 7B · 8× A100-80GB · on_demand · mb4 · seq2048", "price_basis"] == \
         "catalogue aws us-east-1 p4de.24xlarge"
     h100 = out.loc["full 13B · 8× H100 · spot · mb4 · seq2048"]
-    assert h100["price_basis"] == "catalogue median H100 ×8 spot"
+    assert h100["price_basis"] == "catalogue median aws H100 ×8 spot"
     assert h100["usd_per_hour"] == pytest.approx(40.0)
 
 
