@@ -14,7 +14,8 @@ Three steps, each a plain function on DataFrames:
    (technique, model size class, GPU model and count, micro-batch, sequence length, precision, pricing).
    - Which jobs count: succeeded and running jobs; failed, preempted and cancelled ones only when they
      ran at least `min_run_hours` between start and end, so a job that died at start-up never lends
-     its few warm-up values to a configuration. Jobs without a measured samples/s are left out;
+     its few warm-up values to a configuration; a succeeded job shorter than that only with at least
+     MIN_SHORT_RUN_STEPS steps (an exit-0 smoke test of one step measures start-up, not training). Jobs without a measured samples/s are left out;
      `benchmark_exclusions` lists every job left out and why (for the caller's metadata).
    - Throughput of a configuration: the median of its jobs (robust to one degraded run).
      steps/s not measured is derived as samples/s ÷ (micro-batch × grad_accum × GPUs), the global batch
@@ -66,6 +67,9 @@ from ftops.optimize.gpus import canonical_gpu_models
 
 WARMUP_MIN_WINDOWS = 3
 MIN_RUN_HOURS = 1.0  # a failed/preempted/cancelled job counts only after this much running time
+# a succeeded job shorter than MIN_RUN_HOURS counts only with this many steps: real exports hold exit-0
+# smoke tests of 1 step in 18 s whose samples/s is start-up, while a 200-step calibration run is a measurement
+MIN_SHORT_RUN_STEPS = 50
 MIN_BILLED_HOURS = 1.0  # fewer billed hours than this say little about the hourly rate
 BILLED_LINE_MAX = pd.Timedelta(days=1)  # monthly fees and refunds say nothing about an hourly rate
 DAYS_PER_MONTH = 30.4375
@@ -243,11 +247,17 @@ def _selected_jobs(jobs: pd.DataFrame, throughput: pd.DataFrame,
     ran_hours = _hours(j["ended_at"] - j["started_at"]) if {"ended_at", "started_at"} <= set(j) else np.nan
     measured = j["job_id"].isin(throughput.loc[throughput["samples_per_second"].notna(), "job_id"].astype(str))
     reason = pd.Series(None, index=j.index, dtype=object)
-    early = status.isin(ENDED_EARLY_STATUSES) & ~(pd.Series(ran_hours, index=j.index) >= min_run_hours)
+    long_enough = pd.Series(ran_hours, index=j.index) >= min_run_hours
+    steps = pd.to_numeric(j["total_steps"], errors="coerce") if "total_steps" in j else pd.Series(np.nan, index=j.index)
+    smoke_test = status.eq("succeeded") & ~long_enough & ~(steps >= MIN_SHORT_RUN_STEPS) & pd.Series(
+        ran_hours, index=j.index).notna()
+    early = status.isin(ENDED_EARLY_STATUSES) & ~long_enough
     reason[~status.isin(COUNTED_STATUSES + ENDED_EARLY_STATUSES)] = "not run yet (" + status.fillna("no status").astype(str) + ")"
     reason[early & reason.isna()] = ("ended at start-up: " + status.astype(str) + " after "
                                      + pd.Series(ran_hours, index=j.index).round(2).astype(str)
                                      + f" h (< {min_run_hours:g} h of running)")
+    reason[smoke_test & reason.isna()] = (f"a smoke test: succeeded in under {min_run_hours:g} h with fewer than "
+                                          f"{MIN_SHORT_RUN_STEPS} steps")
     reason[j["gpu_type"].isna() & reason.isna()] = "no gpu_type in the job registry"
     reason[~measured & reason.isna()] = "no samples_per_second measured"
     excluded = pd.DataFrame({"job_id": j["job_id"], "reason": reason})[reason.notna().to_numpy()]
