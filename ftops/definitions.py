@@ -22,7 +22,7 @@ from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.optimize import OPTIMIZATION_ASSETS, CatalogResource
 from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
-from ftops.defs.io_manager import PartitionedParquetIOManager
+from ftops.defs.io_manager import JoblibModelIOManager, PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
 from ftops.defs.partitions import FleetPartitions, configured
 from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
@@ -83,6 +83,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),
+            "model_io_manager": JoblibModelIOManager(base_path=settings.warehouse),
             "inbox": InboxResource(
                 inbox_path=settings.inbox,
                 warehouse_path=settings.warehouse,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import uuid
 
+import joblib
+
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
@@ -117,3 +119,43 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
+
+
+def model_path(base_path: str, key: dg.AssetKey) -> UPath:
+    """Where a model asset (a fitted scikit-learn pipeline with what it was evaluated on) lives."""
+    path = UPath(base_path).joinpath(*key.path)
+    return path.with_name(path.name + ".joblib")
+
+
+def read_model(base_path: str, key: dg.AssetKey) -> object | None:
+    """A stored model, or None when it was never materialised."""
+    path = model_path(base_path, key)
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        return joblib.load(fh)
+
+
+class JoblibModelIOManager(dg.ConfigurableIOManager):
+    """Stores model assets (any picklable object) with joblib as `<base_path>/<asset key>.joblib`,
+    written to a temporary name and renamed into place like the tables. Only unpartitioned assets."""
+
+    base_path: str
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is None:
+            return
+        target = model_path(self.base_path, context.asset_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(target.parent, recursive=False)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        with tmp.open("wb") as fh:
+            joblib.dump(obj, fh)
+        tmp.rename(target)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
+
+    def load_input(self, context: dg.InputContext) -> object:
+        model = read_model(self.base_path, context.asset_key)
+        if model is None:
+            raise FileNotFoundError(f"{context.asset_key.to_user_string()} has not been materialised yet")
+        return model
