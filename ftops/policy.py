@@ -293,6 +293,50 @@ class OptimizationPolicy:
 
 
 @dataclass(frozen=True)
+class NodePool:
+    """Nodes of an on-premises (or reserved) cluster that the scheduling plan may place jobs on."""
+
+    name: str
+    gpu_model: str
+    gpus_per_node: int
+    gpu_memory_gb: float  # per GPU
+    nodes: int
+    usd_per_hour: float = 0.0  # per node; what a GPU-hour there costs the budget
+
+
+@dataclass(frozen=True)
+class PredictionPolicy:
+    """Resource and failure-risk models and the scheduling plan (spec §3)."""
+
+    # finished jobs with metrics before a fitted resource model replaces the analytic estimate
+    min_history_jobs: int = 20
+    # a job scoring at or above this is risky: shorter checkpoint interval, flagged in the plan
+    risk_threshold: float = 0.5
+    risky_checkpoint_ratio: float = 0.5  # a risky job's checkpoint interval = this x its Young/Daly interval
+    # predicted peak memory above this share of the GPU's memory: plan a smaller micro-batch
+    memory_headroom_ratio: float = 0.9
+    node_pools: tuple[NodePool, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    """Automatic recovery of failed, stalled and diverged jobs (spec §3)."""
+
+    mode: Mode = "dry_run"
+    max_retries: int = 3  # per job; then stop and alert
+    backoff_base_minutes: float = 1.0  # wait before the first retry; then x backoff_factor each time
+    backoff_factor: float = 2.0
+    # a job that fails again within this long after a restart is not restarted blindly
+    startup_failure_minutes: float = 10.0
+    # no heartbeat or step progress for this long: stalled
+    stall_minutes: float = 30.0
+    # a job preempted this many times resumes on demand
+    preemptions_before_on_demand: int = 2
+    # a NaN/diverged job resumes from its last good checkpoint with its learning rate x this
+    learning_rate_rollback_ratio: float = 0.5
+
+
+@dataclass(frozen=True)
 class Policy:
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
     budgets: dict[str, BudgetPolicy] = field(default_factory=dict)
@@ -306,6 +350,8 @@ class Policy:
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
     partitions: PartitionsPolicy = field(default_factory=PartitionsPolicy)
     optimization: OptimizationPolicy = field(default_factory=OptimizationPolicy)
+    prediction: PredictionPolicy = field(default_factory=PredictionPolicy)
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
 
 
 def _type_name(tp: Any) -> str:
@@ -401,6 +447,8 @@ _FRACTIONS = {
     "monitoring.domain_accuracy.minimum", "monitoring.domain_accuracy.target",
     "monitoring.convergence.plateau_tolerance",
     "optimization.spot.max_price_budget_ratio", "optimization.datasheet_mfu", "optimization.min_saving_ratio",
+    "prediction.risk_threshold", "prediction.risky_checkpoint_ratio", "prediction.memory_headroom_ratio",
+    "recovery.learning_rate_rollback_ratio",
 }
 _MULTIPLES = {
     "monitoring.loss.spike_min_ratio", "monitoring.loss.divergence_ratio",
@@ -486,6 +534,11 @@ def _validate(policy: Policy) -> None:
     for i, row in enumerate(opt.catalog):
         if row.gpu_count < 1:
             _refuse(f"optimization.catalog[{i}].gpu_count", row.gpu_count, "must be >= 1")
+    if policy.recovery.backoff_factor < 1:
+        _refuse("recovery.backoff_factor", policy.recovery.backoff_factor, "must be >= 1 (waits never shrink)")
+    for i, pool in enumerate(policy.prediction.node_pools):
+        if pool.gpus_per_node < 1:
+            _refuse(f"prediction.node_pools[{i}].gpus_per_node", pool.gpus_per_node, "must be >= 1")
     if not 1 <= policy.partitions.shards <= 4096:
         _refuse("partitions.shards", policy.partitions.shards, "must be between 1 and 4096")
 

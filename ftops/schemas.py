@@ -476,6 +476,28 @@ BENCHMARK_RECOMMENDATIONS = Table(
     ),
 )
 
+# --- prediction and recovery (ftops/predict) ------------------------------------------------------------
+
+# Why an ended job did not succeed. `cancelled`: stopped by a person (not a failure, not a success).
+FAILURE_TYPES = ("oom", "preempted", "nan_loss", "hang", "code_error", "node_failure", "cancelled", "unknown")
+FailureType = Literal["oom", "preempted", "nan_loss", "hang", "code_error", "node_failure", "cancelled", "unknown"]
+FAILURE_BASES = ("exit_reason", "console", "metrics", "exit_code", "status", "none")
+
+JOB_FAILURES = Table(
+    "job_failures",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("status", "str", allowed=JOB_STATUSES),
+        _c("started_at", "ts"),
+        _c("ended_at", "ts"),
+        _c("exit_code", "int"),
+        _c("failure_type", "str", nullable=False, allowed=FAILURE_TYPES),
+        _c("basis", "str", nullable=False, allowed=FAILURE_BASES),  # what the type was read from
+        _c("evidence", "str"),  # the line or signal that decided it
+    ),
+    key=("job_id",),
+)
+
 _CANDIDATE_COLUMNS = (
     _c("cloud", "str"),
     _c("region", "str"),
@@ -587,7 +609,7 @@ SCALING_ADVICE = Table(
 TABLES = {t.name: t for t in (
     METRIC_SAMPLES, JOBS, BILLING_LINE_ITEMS, REJECTED_RECORDS, RUN_HEALTH, ANOMALIES, ALERTS, ALERT_DELIVERIES,
     JOB_COSTS, BUDGET_STATUS, ACTION_LEDGER, INSTANCE_CATALOG, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS,
-    INSTANCE_RECOMMENDATIONS, SPOT_PLANS, NODE_ACTIVITY, SCALING_ADVICE,
+    INSTANCE_RECOMMENDATIONS, SPOT_PLANS, NODE_ACTIVITY, SCALING_ADVICE, JOB_FAILURES,
 )}
 
 
