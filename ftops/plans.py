@@ -21,13 +21,16 @@ import pandas as pd
 
 from ftops.schemas import ACTION_LEDGER, ACTION_STATUSES, Mode, utc_timestamp, validate
 
-Action = Literal["switch_to_spot", "reduce_batch_size", "terminate", "launch_calibration"]
+# Recovery (predict/recovery.py) adds the restart-type actions and notify_owner (no restart: a
+# person must look); the budget ladder and calibration keep theirs.
+Action = Literal["switch_to_spot", "reduce_batch_size", "terminate", "launch_calibration",
+                 "resume_smaller_batch", "resume", "rollback", "restart", "reschedule", "notify_owner"]
 RETRYABLE = ("failed",)
 
 
 @dataclass(frozen=True)
 class PlannedAction:
-    action_id: str  # idempotency key: job, action, trigger, level, category, period
+    action_id: str  # idempotency key: job, action, trigger, level, category, period (recovery: attempt)
     job_id: str
     budget_category: str
     action: Action

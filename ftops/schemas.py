@@ -498,6 +498,86 @@ JOB_FAILURES = Table(
     key=("job_id",),
 )
 
+# The last lines a job printed (inbox `logs/<job_id>.log`, a W&B run's `output.log`, a tracker's
+# `runs_console_tail.csv`): what `job_failures` reads a failure's cause from. One row per job after
+# ingest (the newest file wins); readers.console_log documents each field.
+CONSOLE_TAILS = Table(
+    "console_tails",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("ts", "ts", nullable=False),  # the last timestamp the log shows, else the file's modification time
+        _c("tail", "str"),  # the last 200 lines, "\n"-joined (progress-bar redraws collapsed, colour codes removed)
+        _c("lines", "int"),  # lines of the log the tail was cut from (for a tracker's export: of its tail)
+        _c("exit_code", "int"),  # the process exit code, where the source records it (tracker exports)
+        _c("source", "str", nullable=False),
+    ),
+    key=("job_id",),
+)
+
+# Resource and failure-risk predictions for every pending and running job (ftops.predict.scheduling).
+PREDICTION_BASES = ("fitted", "analytic")  # a fitted model, or the analytic estimate while history is short
+JOB_RISK = Table(
+    "job_risk",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("status", "str", allowed=JOB_STATUSES),
+        _c("technique", "str", allowed=TECHNIQUES),
+        _c("model_params_b", "float"),
+        _c("gpu_model", "str"),  # the job's GPU in the datasheet vocabulary
+        _c("gpu_count", "int"),
+        _c("batch_size", "int"),  # micro-batch per GPU, as asked
+        _c("grad_accum", "int"),
+        _c("critical", "bool"),
+        _c("pricing", "str", allowed=PRICING),
+        _c("gpu_memory_gb", "float"),  # per GPU, datasheet
+        _c("analytic_peak_memory_gb", "float"),  # per GPU
+        _c("peak_memory_gb", "float"),  # per GPU, predicted (on memory_basis)
+        _c("half_batch_peak_memory_gb", "float"),  # the same with half the micro-batch (null: cannot halve)
+        _c("memory_ratio", "float"),  # predicted peak / the GPU's memory
+        _c("memory_basis", "str", allowed=PREDICTION_BASES),
+        _c("analytic_gpu_hours", "float"),
+        _c("gpu_hours", "float"),  # whole run, predicted (on gpu_hours_basis)
+        _c("gpu_hours_basis", "str", allowed=PREDICTION_BASES),
+        _c("risk", "float"),  # probability of failure, 0-1 (null: the risk model gave none)
+        _c("risky", "bool"),  # risk >= prediction.risk_threshold
+        _c("top_factors", "str"),
+    ),
+    key=("job_id",),
+)
+
+SCHEDULE_DECISIONS = ("start", "wait", "unplaceable", "running")
+SCHEDULE_PLAN = Table(
+    "schedule_plan",
+    (
+        _c("job_id", "str", nullable=False),
+        _c("status", "str", allowed=JOB_STATUSES),
+        _c("decision", "str", nullable=False, allowed=SCHEDULE_DECISIONS),
+        _c("priority", "int"),  # pending jobs: 1 runs first; null for running jobs
+        _c("critical", "bool"),
+        _c("target", "str", allowed=("cloud", "node_pool")),
+        _c("node_pool", "str"),
+        _c("cloud", "str"),
+        _c("region", "str"),
+        _c("instance_type", "str"),
+        _c("gpu_model", "str"),
+        _c("gpu_count", "int"),
+        _c("gpu_memory_gb", "float"),  # per GPU where it is placed
+        _c("pricing", "str", allowed=PRICING),
+        _c("peak_memory_gb", "float"),  # predicted per GPU, after the micro-batch mitigation
+        _c("expected_hours", "float"),
+        _c("expected_cost_usd", "float"),
+        _c("risk", "float"),
+        _c("risky", "bool"),
+        _c("risk_adjusted_cost_usd", "float"),  # expected cost x (1 + risk): the priority's cost
+        _c("checkpoint_interval_minutes", "float"),
+        _c("batch_size", "int"),  # planned micro-batch (halved where memory is tight)
+        _c("grad_accum", "int"),  # planned (doubled with it: same effective batch)
+        _c("mitigations", "str"),  # "; "-joined
+        _c("reason", "str"),  # where and why, or why not
+    ),
+    key=("job_id",),
+)
+
 _CANDIDATE_COLUMNS = (
     _c("cloud", "str"),
     _c("region", "str"),

@@ -72,14 +72,17 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 # Dagster and the asset modules too: defs.runner starts shard runs from the same fork server.
 _PRELOAD = ["ftops.staging", "ftops.readers.metric_export", "ftops.readers.jobs", "ftops.readers.billing",
             "ftops.readers.trainer_state", "ftops.readers.wandb", "ftops.readers.prometheus_text",
-            "ftops.readers.records", "dagster", "ftops.defs.ingest", "ftops.defs.monitoring",
+            "ftops.readers.records", "ftops.readers.console_log", "dagster", "ftops.defs.ingest", "ftops.defs.monitoring",
             "ftops.defs.costs"]
 
 # Stores whose files only this process can see: a worker would find nothing there.
 _PROCESS_LOCAL_PROTOCOLS = ("memory",)
 
-# The column that places a row of each kind in time (and so in a partition).
-TIME_COLUMNS: dict[str, str | None] = {"jobs": None, "metrics": "ts", "billing": "charge_period_start"}
+# The column that places a row of each kind in time (and so in a partition). None: the kind's table is
+# unpartitioned, its rows are never cut by the partitions' time range (console tails of 2023 runs are
+# still those runs' causes of failure).
+TIME_COLUMNS: dict[str, str | None] = {"jobs": None, "metrics": "ts", "billing": "charge_period_start",
+                                       "logs": None}
 # Kinds whose table is partitioned by job shard as well as by day.
 SHARDED_KINDS = ("metrics",)
 
@@ -181,14 +184,23 @@ def _read_local(inbox: UPath, file: InboxFile, read) -> tuple[ReadResult, int | 
     """
     source = inbox / file.relpath
     if _is_local(source):
-        return _read_or_refuse(read, str(source), file), count_records(str(source))
+        return _read_or_refuse(read, str(source), file), _count_records(file.kind, str(source))
     with tempfile.TemporaryDirectory(prefix="ftops-stage-") as tmp:
         local = Path(tmp) / file.relpath  # keep folders: readers derive job ids from them
         local.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb") as src, local.open("wb") as dst:
             shutil.copyfileobj(src, dst)
         os.utime(local, ns=(file.mtime_ns, file.mtime_ns))  # readers date rows without a time by the file's
-        return _read_or_refuse(read, str(local), file), count_records(str(local))
+        return _read_or_refuse(read, str(local), file), _count_records(file.kind, str(local))
+
+
+def _count_records(kind: str, path: str) -> int | None:
+    """Records of an inbox file from its bytes; a console log is one record whatever its name."""
+    if kind == "logs":
+        from ftops.readers.console_log import count_console_records
+
+        return count_console_records(path)
+    return count_records(path)
 
 
 def _read_or_refuse(read, local: str, file: InboxFile) -> ReadResult:

@@ -7,12 +7,16 @@ could not be carried out (the ledger then records `failed` and a later run may t
 write-ahead discipline (`ftops.actions.ledger_store`) re-applies an action whose run died after the
 side effect but before the ledger said `applied`:
 - record: no side effect at all.
-- control_file: a command already in the job's file (same action_id) is not written again. It acts
-  on a running job only: `launch_calibration` (a new job) is refused, since no trainer polls its file.
+- control_file: a command already in the job's file (same action_id) is not written again. Budget
+  commands reach the running trainer; recovery commands (resume_smaller_batch, resume, rollback,
+  restart, reschedule, notify_owner) reach the launcher that supervises the trainer, which reads the
+  same file before it starts the job again (the trainer's callback leaves them alone; see
+  docs/control-files.md). `launch_calibration` (a new job) is refused: nothing polls a file for a
+  job that does not exist yet.
 - webhook: cannot know what the receiver did; it sends `Idempotency-Key: <action_id>` and the
   receiver must de-duplicate on it (documented in docs/control-files.md).
 - kubernetes (`ftops.actions.actuators_kubernetes`): patches are repeatable; deleting a Job that is
-  already gone counts as done.
+  already gone counts as done. Recovery actions are annotations for an operator or controller.
 
 Actuators receive their whole configuration as arguments; none reads the environment.
 """

@@ -7,6 +7,12 @@ The Job is found by label (`ftops/job-id=<job_id>` by default) in one namespace.
 - switch_to_spot, reduce_batch_size: a Job's pod template is immutable, so ftops cannot change
   them itself; it annotates the Job (`ftops/requested-action`, `ftops/action-id`, and one
   `ftops/<action>` annotation holding the command JSON) for an operator or controller to act on.
+- recovery (resume_smaller_batch, resume, rollback, restart, reschedule, notify_owner): annotated
+  the same way. Restarting means a new pod from a changed template (smaller batch, on demand, other
+  nodes, a checkpoint to start from) and ftops holds no template, so the operator or controller that
+  created the Job re-creates it from the annotation; deleting pods instead would restart them with
+  the old settings, the very ones that failed. A failed Job is kept by Kubernetes, so it can be
+  annotated; a Job already deleted cannot, and the action fails (ActuatorError) so it is alerted.
 - launch_calibration: refused (ActuatorError): a new Job needs a template ftops does not hold.
 
 Idempotent per action: patches can be repeated, and a Job already deleted counts as terminated

@@ -20,16 +20,22 @@ SENSOR_INTERVAL_SECONDS = int(os.environ.get("FTOPS_SENSOR_INTERVAL_SECONDS", "3
 
 
 
-def after_upstream_updates(ignore: tuple[str, ...] = ()) -> dg.AutomationCondition:
+def after_upstream_updates(ignore: tuple[str, ...] = (), needs: tuple[str, ...] = ()) -> dg.AutomationCondition:
     """Run once inputs were updated; `ignore` names inputs that alone should not trigger a run
-    (for a daily asset, an unpartitioned input would otherwise refresh every day since 2023)."""
+    (for a daily asset, an unpartitioned input would otherwise refresh every day since 2023);
+    `needs` names unpartitioned inputs that must exist first (a run without them would fail)."""
     updated = dg.AutomationCondition.any_deps_updated()
     if ignore:
         updated = updated.ignore(dg.AssetSelection.assets(*ignore))
     requested = dg.AutomationCondition.newly_requested()
     updated_after_request = (updated & requested).since(requested & ~updated)
-    return (
+    condition = (
         (updated.since(requested) | updated_after_request)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label("after upstream updates" + (f" (not {', '.join(ignore)})" if ignore else ""))
+    )
+    if needs:
+        condition = condition & ~dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.missing()).allow(dg.AssetSelection.assets(*needs))
+    label = "after upstream updates" + (f" (not {', '.join(ignore)})" if ignore else "")
+    return condition.with_label(label + (f" (once {', '.join(needs)} exists)" if needs else ""))

@@ -15,14 +15,14 @@ from ftops.defs.automation import after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.resources import PolicyResource
 from ftops.optimize.catalog import gpus_per_instance
-from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, JOB_COSTS, JOBS
+from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, INSTANCE_CATALOG, JOB_COSTS, JOBS
 
 
 
 @dg.asset(
     group_name="costs",
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(),
+    automation_condition=after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
     check_specs=[
         contract_spec(JOB_COSTS),
         dg.AssetCheckSpec("bills_fully_counted", asset=JOB_COSTS.name,

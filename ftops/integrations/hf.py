@@ -15,7 +15,8 @@ top level and every recent command is under `commands`, e.g.::
      "action_id": "…", "job_id": "…", "budget_category": "…", "issued_at": "…Z", "commands": [ … ]}
 
 Actions: `reduce_batch_size` (micro_batch_size, grad_accum, effective_batch_size), `switch_to_spot`
-(pricing: "spot") and `terminate` (reason). The training side remembers what it obeyed in
+(pricing: "spot") and `terminate` (reason). Recovery commands (`LAUNCHER_ACTIONS`: resume_smaller_batch,
+resume, rollback, restart, reschedule, notify_owner) are the launcher's: the callback leaves them for it. The training side remembers what it obeyed in
 `<control_dir>/<job_id>.done` (one action_id per line), so each action_id is obeyed once, also
 across restarts. The control folder must be one both sides can see (a shared volume).
 
@@ -51,6 +52,10 @@ from ftops.pathparts import safe_path_part
 log = logging.getLogger(__name__)
 
 SOURCE = "hf_callback"
+# Recovery commands (ftops.predict.recovery) are for the launcher, not the Trainer: the job they are
+# about has ended, or is stuck or diverged and must be stopped and started again from a checkpoint.
+# The callback leaves them unobeyed (not in `.done`) so the launcher's reader still sees them.
+LAUNCHER_ACTIONS = ("resume_smaller_batch", "resume", "rollback", "restart", "reschedule", "notify_owner")
 # Hugging Face log key -> ftops canonical metric. `train_loss` / `train_samples_per_second` are
 # whole-run averages logged once at the end, not samples, so they are left out.
 LOG_KEYS = {
@@ -154,15 +159,17 @@ class ControlFileReader:
         except FileNotFoundError:
             return set()
 
-    def pending(self) -> list[dict[str, Any]]:
-        """Commands not yet obeyed: `terminate` first (it supersedes the rest), then oldest first."""
-        done = self.done_ids()
-        todo = [c for c in self.commands() if c["action_id"] not in done]
+    def pending(self, skip: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Commands not yet obeyed, less the actions in `skip`: `terminate` first (it supersedes the
+        rest), then oldest first."""
+        done, skip = self.done_ids(), set(skip)
+        todo = [c for c in self.commands() if c["action_id"] not in done and c.get("action") not in skip]
         return sorted(todo, key=lambda c: c.get("action") != "terminate")
 
-    def poll(self) -> dict[str, Any] | None:
-        """The next command to obey, or None. It stays next until `mark_done` is called for it."""
-        todo = self.pending()
+    def poll(self, skip: Iterable[str] = ()) -> dict[str, Any] | None:
+        """The next command to obey (actions in `skip` left for someone else), or None. It stays
+        next until `mark_done` is called for it."""
+        todo = self.pending(skip)
         return todo[0] if todo else None
 
     def mark_done(self, action_id: str) -> None:
@@ -389,7 +396,7 @@ class FtopsCallback(_callback_base()):  # type: ignore[misc]
         if self.reader is None or int(state.global_step or 0) % self.poll_every_steps:
             return control
         zero = getattr(state, "is_world_process_zero", True)
-        command = _agree(self.reader.poll() if zero else None)
+        command = _agree(self.reader.poll(skip=LAUNCHER_ACTIONS) if zero else None)
         if command is not None:
             self._obey(command, args, state, control, zero)
         return control

@@ -1,9 +1,11 @@
 """The inbox: which files are inputs, what kind each one is and which reader reads it.
 
 Layout (docs/architecture.md §2): `jobs/` job registry exports, `metrics/` metric files of every
-supported format, `billing/` billing exports. A W&B run's `wandb-metadata.json` under `metrics/` is a
-job registry input (kind "jobs", read by readers.wandb_job): the run folder's CSVs give its samples,
-the metadata and the files around it give its job row. Files still being written (`*.part`, `*.tmp`) and
+supported format, `billing/` billing exports, `logs/` console logs (`logs/<job_id>.log`, any text).
+A W&B run's `wandb-metadata.json` under `metrics/` is a job registry input (kind "jobs", read by
+readers.wandb_job): the run folder's CSVs give its samples, the metadata and the files around it give
+its job row. Its `output.log` and an export's `runs_console_tail.csv` are console logs (kind "logs",
+read by readers.console_log). Files still being written (`*.part`, `*.tmp`) and
 hidden files are not inputs yet. A file's identity is its inbox-relative path, size and
 modification time: the same bytes landing again under the same name are the same input, while
 a rewritten file is a new version that supersedes the old one.
@@ -20,28 +22,31 @@ import pandas as pd
 
 from ftops.readers.base import ReadResult, rejected_file
 from ftops.readers.formats import data_format, describe_suffixes
-from ftops.schemas import BILLING_LINE_ITEMS, JOBS, METRIC_SAMPLES, Table
+from ftops.schemas import BILLING_LINE_ITEMS, CONSOLE_TAILS, JOBS, METRIC_SAMPLES, Table
 
-KINDS: dict[str, Table] = {"jobs": JOBS, "metrics": METRIC_SAMPLES, "billing": BILLING_LINE_ITEMS}
+KINDS: dict[str, Table] = {"jobs": JOBS, "metrics": METRIC_SAMPLES, "billing": BILLING_LINE_ITEMS,
+                           "logs": CONSOLE_TAILS}
 
 # Files that travel with run exports but hold no samples: not inputs, never rejections.
-# (wandb_job reads wandb-summary.json, config.yaml and the runs_* files beside a wandb-metadata.json.)
+# (wandb_job reads wandb-summary.json, config.yaml and the runs_* files beside a wandb-metadata.json;
+# runs_console_tail.csv is read by wandb_job too, and is also an input of kind "logs".)
 _COMPANION_FILES = {
     "wandb-summary.json",
     "config.yaml",
     "runs_summary.csv",
-    "runs_console_tail.csv",
     "manifest.csv",
     "demo_manifest.json",
     "readme.md",
 }
 _IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload")
 WANDB_METADATA = "wandb-metadata.json"
+# console logs that travel with metric exports (readers.console_log)
+_CONSOLE_FILES = ("output.log", "runs_console_tail.csv")
 
 
 @dataclass(frozen=True)
 class InboxFile:
-    kind: str  # jobs | metrics | billing
+    kind: str  # jobs | metrics | billing | logs
     relpath: str  # POSIX path relative to the inbox root, e.g. "metrics/job-7/run.jsonl"
     size: int
     mtime_ns: int
@@ -62,6 +67,8 @@ def classify(relpath: str) -> str | None:
         return None
     if parts[0] == "metrics" and name == WANDB_METADATA:
         return "jobs"  # a W&B run's job row (hardware, model, outcome), beside its samples
+    if parts[0] == "metrics" and name in _CONSOLE_FILES:
+        return "logs"  # a W&B run's console, or an export's console tails, beside the samples
     return parts[0]
 
 
@@ -97,6 +104,10 @@ def reader_for(kind: str, path: str, *, job_tag_key: str = "job_id", budget_tag_
 
             return lambda: read_wandb_job(path, earliest=earliest, now=now, future_tolerance_hours=tolerance)
         return lambda: read_jobs(path, earliest=earliest, now=now, future_tolerance_hours=tolerance)
+    if kind == "logs":
+        from ftops.readers.console_log import read_console_log
+
+        return lambda: read_console_log(path)
     if kind == "billing":
         from ftops.readers.billing import read_billing
 

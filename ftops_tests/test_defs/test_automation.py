@@ -15,6 +15,25 @@ def _requested(result) -> dict[str, int]:
     return {k: result.get_num_requested(dg.AssetKey(k)) for k in WATCHED}
 
 
+def _materialize_catalog(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("instance_catalog")])
+
+
+def test_job_costs_waits_for_the_catalogue_it_prices_with(tmp_path):
+    inbox = tmp_path / "inbox"
+    write_jobs(inbox)
+    defs = build_definitions(Settings(str(inbox), str(tmp_path / "wh"), None))
+    with dg.instance_for_test() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        defs.resolve_job_def("job_registry_ingest").execute_in_process(instance=instance)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_num_requested(dg.AssetKey("job_costs")) == 0  # the catalogue is still missing
+        _materialize_catalog(defs, instance)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_num_requested(dg.AssetKey("job_costs")) == 1
+
+
 def _partitions(result, key: str) -> set[str]:
     return set(result.get_requested_partitions(dg.AssetKey(key)))
 
@@ -26,7 +45,10 @@ def test_downstream_assets_follow_ingest_partition_by_partition(tmp_path):
     days = {RANGE_START: "2026-11-20", RANGE_END: "2026-11-21"}
     with dg.instance_for_test() as instance:
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        assert not any(_requested(result).values())  # nothing ingested yet: nothing to do
+        assert not any(_requested(result).values())  # nothing ingested yet: nothing to do...
+        # ...but the catalogue, which nothing upstream announces; job_costs waits for it to exist
+        assert result.get_num_requested(dg.AssetKey("instance_catalog")) == 1
+        _materialize_catalog(defs, instance)
 
         defs.resolve_job_def("job_registry_ingest").execute_in_process(instance=instance)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
@@ -64,6 +86,7 @@ def test_an_input_updated_right_after_a_request_is_not_lost(tmp_path):
     days = {RANGE_START: "2026-11-20", RANGE_END: "2026-11-21"}
     with dg.instance_for_test() as instance:
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        _materialize_catalog(defs, instance)
         defs.resolve_job_def("job_registry_ingest").execute_in_process(instance=instance)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
         assert result.get_num_requested(dg.AssetKey("job_costs")) == 1  # its run starts now...
