@@ -274,9 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ftops.catalog_cli import add_catalog_parser
     from ftops.recommend_cli import add_recommend_parser
+    from ftops.risk_cli import add_risk_parser
 
     add_recommend_parser(sub)
     add_catalog_parser(sub)
+    add_risk_parser(sub)
     from ftops.agent import add_agent_parser
 
     add_agent_parser(sub)

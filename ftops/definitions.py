@@ -21,6 +21,7 @@ from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledg
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.optimize import OPTIMIZATION_ASSETS, CatalogResource
+from ftops.defs.recovery import RECOVERY_JOBS, RECOVERY_SENSORS
 from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
 from ftops.defs.io_manager import JoblibModelIOManager, PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
@@ -78,8 +79,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, *OPTIMIZATION_ASSETS, action_ledger],
                           partitions),
-        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, prometheus_pull],
-        sensors=[inbox_sensor, automation_sensor, budget_sensor],
+        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, *RECOVERY_JOBS, prometheus_pull],
+        sensors=[inbox_sensor, automation_sensor, budget_sensor, *RECOVERY_SENSORS],
         schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),

@@ -138,7 +138,8 @@ def read_model(base_path: str, key: dg.AssetKey) -> object | None:
 
 class JoblibModelIOManager(dg.ConfigurableIOManager):
     """Stores model assets (any picklable object) with joblib as `<base_path>/<asset key>.joblib`,
-    written to a temporary name and renamed into place like the tables. Only unpartitioned assets."""
+    written to a temporary name and renamed into place like the tables. Only unpartitioned assets.
+    An asset that returns None stores nothing, and its consumers load None."""
 
     base_path: str
 
@@ -154,8 +155,7 @@ class JoblibModelIOManager(dg.ConfigurableIOManager):
         tmp.rename(target)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
 
-    def load_input(self, context: dg.InputContext) -> object:
-        model = read_model(self.base_path, context.asset_key)
-        if model is None:
-            raise FileNotFoundError(f"{context.asset_key.to_user_string()} has not been materialised yet")
-        return model
+    def load_input(self, context: dg.InputContext) -> object | None:
+        # None: the model asset had nothing to fit (e.g. no failure yet to learn from) and stored
+        # nothing; consumers treat that as "no model" and say so
+        return read_model(self.base_path, context.asset_key)

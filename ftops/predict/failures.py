@@ -161,7 +161,7 @@ _LAST_LINE = {
 # "exit code 137", "exited with code 1", "exit status 2", torchrun's "(exitcode: -9)", k8s "Exit Code: 137"
 _EXIT_CODE_LINE = re.compile(r"\A(?s:.*)\b(?:exit(?:ed)?(?: with)?[ _]?(?:code|status)|exitcode)\s*[:=]?\s*(-?\d{1,3})\b",
                              re.IGNORECASE)
-_LAST_LINE_KILLED = re.compile(r"(?:^|\n)[^\n]*\bKilled\s*\Z")
+_KILLED = re.compile(r"\bKilled\b")
 
 
 def _trim(lines: pd.Series) -> pd.Series:
@@ -188,10 +188,7 @@ def classify_console(tails: pd.Series) -> pd.DataFrame:
     for ftype, _, name in CONSOLE_PATTERNS:
         candidate = open_.copy()
         if candidate.any():
-            words = np.zeros(len(text), dtype=bool)
-            for word in _KEYWORDS[name]:
-                words[candidate] |= lower[candidate].str.contains(word, regex=False).to_numpy(dtype=bool, na_value=False)
-            candidate &= words
+            candidate[candidate] = _contains_any(lower[candidate], _KEYWORDS[name])
         if not candidate.any():
             continue
         line = regex_text[candidate].str.extract(_LAST_LINE[name], expand=False)
@@ -208,8 +205,25 @@ def classify_console(tails: pd.Series) -> pd.DataFrame:
 
 def exit_code_from_console(tails: pd.Series) -> pd.Series:
     """The last exit code a console tail reports ("exit code 137", "exitcode: -9"), nullable Int64."""
-    found = tails.astype("string").astype(object).str.extract(_EXIT_CODE_LINE, expand=False)
-    return pd.to_numeric(found, errors="coerce").astype("Int64")
+    text = tails.astype("string")
+    out = pd.Series(pd.NA, index=tails.index, dtype="Int64")
+    some = _contains_any(text.str.lower(), ("exit",))
+    if some.any():
+        found = text[some].astype(object).str.extract(_EXIT_CODE_LINE, expand=False)
+        out[some] = pd.to_numeric(found, errors="coerce").astype("Int64")
+    return out
+
+
+def _contains_any(lower: pd.Series, words: tuple[str, ...]) -> np.ndarray:
+    """Which (lower-case) texts hold one of the words: one linear-time scan (RE2 on Arrow strings)."""
+    pattern = "|".join(re.escape(w) for w in words)
+    return lower.astype("string").str.contains(pattern, regex=True).to_numpy(dtype=bool, na_value=False)
+
+
+def _last_line_killed(tails: pd.Series) -> np.ndarray:
+    """Whether a tail's last line says the process was killed (a shell's `Killed`: SIGKILL)."""
+    last = tails.astype("string").str.rstrip().str.rsplit("\n", n=1).str[-1]
+    return last.astype(object).str.contains(_KILLED, na=False).to_numpy(dtype=bool)
 
 
 def _column(df: pd.DataFrame, name: str, dtype: str) -> pd.Series:
@@ -310,11 +324,11 @@ def classify_failures(jobs: pd.DataFrame, console_tails: pd.DataFrame | None = N
     exit_code = exit_code.fillna(exit_code_from_console(tail))
 
     nan_loss = pd.Series(job.map(_nan_loss(run_health)).to_numpy(), dtype="string")
-    hang = pd.Series(job.map(_heartbeat_lost(alerts, pd.Series(ended_at.to_numpy(), index=job))).to_numpy(),
-                     dtype="string")
+    end_of_job = pd.Series(ended_at.to_numpy(), index=job).groupby(level=0).max()  # a repeated job id: its last end
+    hang = pd.Series(job.map(_heartbeat_lost(alerts, end_of_job)).to_numpy(), dtype="string")
     host_memory = pd.Series(job.map(_host_memory_last(run_health)).to_numpy(), dtype="float64")
     killed = (exit_code.isin(SIGKILL_EXIT_CODES).fillna(False)
-              | tail.astype(object).str.contains(_LAST_LINE_KILLED, na=False)).to_numpy(dtype=bool)
+              | _last_line_killed(tail)).to_numpy(dtype=bool)
     host_oom = killed & (host_memory >= host_memory_oom_ratio).to_numpy(dtype=bool, na_value=False)
     exit_text = "exit code " + exit_code.astype("string")
     cancel_exit = exit_code.isin(CANCEL_EXIT_CODES).fillna(False).to_numpy(dtype=bool)

@@ -210,9 +210,9 @@ def _mitigations(plan: pd.DataFrame, prediction: PredictionPolicy, requested_spo
         + ", grad_accum " + _fmt(plan["_grad_accum"], ".0f") + " -> " + _fmt(plan["grad_accum"], ".0f")
         + " (same effective batch): predicted peak " + _fmt(plan["_peak_memory_gb"], ".1f") + " GB > "
         + f"{prediction.memory_headroom_ratio:g} x " + _fmt(plan["gpu_memory_gb"], ".0f") + " GB", ""), index=idx))
-    joined = pd.concat(parts, axis=1).apply(lambda row: "; ".join(t for t in row if t), axis=1) if len(idx) \
-        else pd.Series(dtype="object", index=idx)
-    return joined.where(joined != "", None).astype("object")
+    texts = pd.concat(parts, axis=1).replace("", np.nan).stack().dropna()
+    joined = texts.groupby(level=0).agg("; ".join) if not texts.empty else pd.Series(dtype="object")
+    return joined.reindex(idx).astype("object").where(lambda j: j.notna(), None)
 
 
 def _cloud_pending(pending: pd.DataFrame, recommendations: pd.DataFrame, headroom: float) -> pd.DataFrame:
