@@ -117,7 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     jobs, _ = staging.load("jobs")
     samples = sum(m.accepted for m in staging.current("metrics"))
     lines = sum(m.accepted for m in staging.current("billing"))
-    rejected = sum(m.rejected for kind in ("jobs", "metrics", "billing") for m in staging.current(kind))
+    rejected = sum(m.rejected for kind in ("jobs", "metrics", "billing", "logs") for m in staging.current(kind))
     runs = f"{len(results)} ({sum(r.dagster_run.tags.get('ftops/shard') is not None for r in results)} of them one shard each)"
     alerts = read_table(settings.warehouse, dg.AssetKey(ALERTS.name))
     serious = alerts[alerts["severity"].isin(["warning", "critical"])] if alerts is not None else alerts

@@ -16,11 +16,14 @@ import dagster as dg
 
 from ftops.defs.calibration import CALIBRATION_JOBS
 from ftops.defs.costs import COST_ASSETS
+from ftops.defs.failures import FAILURE_ASSETS
 from ftops.defs.ingest import INGEST_ASSETS
 from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledger, budget_enforcement, budget_sensor
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.optimize import OPTIMIZATION_ASSETS, CatalogResource
+from ftops.defs.predict import PREDICT_ASSETS
+from ftops.defs.risk import RISK_ASSETS
 from ftops.defs.recovery import RECOVERY_JOBS, RECOVERY_SENSORS
 from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
 from ftops.defs.io_manager import JoblibModelIOManager, PartitionedParquetIOManager
@@ -77,8 +80,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     partitions = FleetPartitions.from_policy(policy.partitions)
     return dg.Definitions(
-        assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, *OPTIMIZATION_ASSETS, action_ledger],
-                          partitions),
+        assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, *OPTIMIZATION_ASSETS, *FAILURE_ASSETS,
+                           *RISK_ASSETS, *PREDICT_ASSETS, action_ledger], partitions),
         jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, *RECOVERY_JOBS, prometheus_pull],
         sensors=[inbox_sensor, automation_sensor, budget_sensor, *RECOVERY_SENSORS],
         schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],

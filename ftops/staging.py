@@ -72,8 +72,8 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 # Dagster and the asset modules too: defs.runner starts shard runs from the same fork server.
 _PRELOAD = ["ftops.staging", "ftops.readers.metric_export", "ftops.readers.jobs", "ftops.readers.billing",
             "ftops.readers.trainer_state", "ftops.readers.wandb", "ftops.readers.prometheus_text",
-            "ftops.readers.records", "ftops.readers.console_log", "dagster", "ftops.defs.ingest", "ftops.defs.monitoring",
-            "ftops.defs.costs"]
+            "ftops.readers.records", "ftops.readers.console_log", "dagster", "ftops.defs.ingest",
+            "ftops.defs.monitoring", "ftops.defs.costs"]
 
 # Stores whose files only this process can see: a worker would find nothing there.
 _PROCESS_LOCAL_PROTOCOLS = ("memory",)

@@ -13,7 +13,7 @@ ALL_TABLES = {
     "metric_samples", "job_registry", "billing_line_items", "rejected_records", "run_health", "anomalies",
     "alerts", "alert_deliveries", "job_costs", "budget_status", "action_ledger",
     "instance_catalog", "benchmark_comparison", "benchmark_recommendations", "instance_recommendations",
-    "spot_plans", "node_activity", "scaling_advice", "job_failures",
+    "spot_plans", "node_activity", "scaling_advice", "job_failures", "console_tails", "job_risk", "schedule_plan",
 }
 
 

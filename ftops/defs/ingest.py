@@ -236,7 +236,7 @@ def billing_line_items(context: dg.AssetExecutionContext, config: AsOfConfig, in
 @dg.asset(
     group_name="ingest",
     kinds={"pandas", "parquet"},
-    deps=[job_registry, metric_samples, billing_line_items],
+    deps=[job_registry, metric_samples, billing_line_items, "console_tails"],  # console_tails: defs/failures.py
     check_specs=[
         dg.AssetCheckSpec(
             BALANCE, asset=REJECTED_RECORDS.name,

@@ -6,8 +6,8 @@ import dagster as dg
 
 from ftops.schemas import (
     ALERT_DELIVERIES, ALERTS, ANOMALIES, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS, BILLING_LINE_ITEMS,
-    BUDGET_STATUS, INSTANCE_CATALOG, INSTANCE_RECOMMENDATIONS, JOB_COSTS, JOBS, METRIC_SAMPLES, NODE_ACTIVITY,
-    REJECTED_RECORDS, RUN_HEALTH, SCALING_ADVICE, SPOT_PLANS,
+    BUDGET_STATUS, CONSOLE_TAILS, INSTANCE_CATALOG, INSTANCE_RECOMMENDATIONS, JOB_COSTS, JOB_FAILURES, JOB_RISK, JOBS,
+    METRIC_SAMPLES, NODE_ACTIVITY, REJECTED_RECORDS, RUN_HEALTH, SCALING_ADVICE, SCHEDULE_PLAN, SPOT_PLANS,
 )
 
 job_registry_ingest = dg.define_asset_job(
@@ -19,11 +19,14 @@ metric_ingest = dg.define_asset_job(
 billing_ingest = dg.define_asset_job(
     "billing_ingest", selection=[BILLING_LINE_ITEMS.name], description="Rebuild billing_line_items partitions."
 )
+console_ingest = dg.define_asset_job(
+    "console_ingest", selection=[CONSOLE_TAILS.name], description="Rebuild console_tails from the inbox's logs."
+)
 rejected_records_refresh = dg.define_asset_job(
     "rejected_records_refresh", selection=[REJECTED_RECORDS.name], description="Collect every rejected row."
 )
 
-INGEST_JOBS = [job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh]
+INGEST_JOBS = [job_registry_ingest, metric_ingest, billing_ingest, console_ingest, rejected_records_refresh]
 
 monitoring_update = dg.define_asset_job(
     "monitoring_update", selection=[RUN_HEALTH.name, ANOMALIES.name, NODE_ACTIVITY.name],
@@ -47,7 +50,13 @@ optimization_update = dg.define_asset_job(
     description="Compare measured configurations, recommend instances and spot plans, advise on scaling.",
 )
 
-MONITORING_JOBS = [monitoring_update, alerts_update, costs_update, optimization_update]
+prediction_update = dg.define_asset_job(
+    "prediction_update",
+    selection=[JOB_FAILURES.name, "failure_risk_model", "resource_model", JOB_RISK.name, SCHEDULE_PLAN.name],
+    description="Classify failures, fit the resource and failure-risk models, score live jobs, plan the schedule.",
+)
+
+MONITORING_JOBS = [monitoring_update, alerts_update, costs_update, optimization_update, prediction_update]
 
 # The whole graph in dependency order, as `ftops demo` materialises it: (job, how its runs are cut):
 # "all" one run; "days" one run over the range of days; "shard_days" one run per shard over the days.
@@ -55,9 +64,11 @@ GRAPH_STEPS: list[tuple[str, str]] = [
     ("job_registry_ingest", "all"),
     ("metric_ingest", "shard_days"),
     ("billing_ingest", "days"),
+    ("console_ingest", "all"),
     ("rejected_records_refresh", "all"),
     ("monitoring_update", "shard_days"),
     ("alerts_update", "all"),
     ("costs_update", "all"),
     ("optimization_update", "all"),
+    ("prediction_update", "all"),
 ]

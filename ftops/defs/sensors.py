@@ -6,17 +6,20 @@ import json
 import dagster as dg
 
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
-from ftops.defs.jobs import billing_ingest, job_registry_ingest, metric_ingest, rejected_records_refresh
+from ftops.defs.jobs import (
+    billing_ingest, console_ingest, job_registry_ingest, metric_ingest, rejected_records_refresh,
+)
 from ftops.defs.resources import InboxResource
 from ftops.staging import SHARDED_KINDS
 
-_JOB_FOR_KIND = {"jobs": job_registry_ingest, "metrics": metric_ingest, "billing": billing_ingest}
+_JOB_FOR_KIND = {"jobs": job_registry_ingest, "metrics": metric_ingest, "billing": billing_ingest,
+                 "logs": console_ingest}
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
 @dg.sensor(
-    jobs=[job_registry_ingest, metric_ingest, billing_ingest, rejected_records_refresh],
+    jobs=[job_registry_ingest, metric_ingest, billing_ingest, console_ingest, rejected_records_refresh],
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads each new inbox file once (staging) and requests ingest runs for the partitions it touches.",
@@ -43,7 +46,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> d
         identities = sorted(m.identity for m in files)
         run_key = f"{kind}:" + hashlib.sha1(json.dumps(identities).encode()).hexdigest()[:20]
         tags = {"ftops/files": str(len(files)), "ftops/first_file": files[0].relpath}
-        if kind == "jobs":
+        if kind in ("jobs", "logs"):  # unpartitioned tables
             requests.append(dg.RunRequest(run_key=run_key, job_name=job.name, tags=tags))
             continue
         span = partitions.day_range(min(m.min_ts for m in files), max(m.max_ts for m in files))

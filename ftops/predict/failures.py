@@ -159,8 +159,8 @@ _LAST_LINE = {
     for _, rx, name in CONSOLE_PATTERNS
 }
 # "exit code 137", "exited with code 1", "exit status 2", torchrun's "(exitcode: -9)", k8s "Exit Code: 137"
-_EXIT_CODE_LINE = re.compile(r"\A(?s:.*)\b(?:exit(?:ed)?(?: with)?[ _]?(?:code|status)|exitcode)\s*[:=]?\s*(-?\d{1,3})\b",
-                             re.IGNORECASE)
+_EXIT_CODE_LINE = re.compile(
+    r"\A(?s:.*)\b(?:exit(?:ed)?(?: with)?[ _]?(?:code|status)|exitcode)\s*[:=]?\s*(-?\d{1,3})\b", re.IGNORECASE)
 _KILLED = re.compile(r"\bKilled\b")
 
 
