@@ -109,7 +109,13 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.asset_key
         if not context.has_asset_partitions:
-            return _read(self._file(key, None))
+            path = self._file(key, None)
+            if not path.exists():
+                # an input nothing has produced yet (no log has arrived, so console_tails was never
+                # materialised): no rows, like a partition that was never materialised
+                context.log.warning(f"{key.to_user_string()} has not been materialised yet: read as empty")
+                return pd.DataFrame()
+            return _read(path)
         # Partitions never materialised (no file) contribute no rows. One listing of the asset's folder
         # says which files exist: an input of every partition (alerts reads all of anomalies) would
         # otherwise ask once per partition that ever existed, one or two requests each on object storage.
