@@ -27,6 +27,10 @@ from ftops.plans import PlannedAction
 from ftops.policy import Policy
 from ftops.schemas import ACTION_LEDGER, BUDGET_STATUS, JOBS
 
+# Runs that act on jobs go ahead of the analytics in the run queue (the QueuedRunCoordinator starts
+# higher `dagster/priority` first): an overrun must not wait behind a benchmark refresh.
+ACTION_RUN_PRIORITY = {"dagster/priority": "10"}
+
 
 action_ledger = dg.AssetSpec(
     ACTION_LEDGER.name,
@@ -196,7 +200,7 @@ def plan_requests(status: pd.DataFrame, jobs: pd.DataFrame, policy: Policy, curs
                 run_key=f"budget:{category}:{period}:{level:g}",
                 run_config={"ops": {"enforce_budget": {"config": config}}},
                 tags={"ftops/budget_category": category, "ftops/level_pct": f"{level:g}",
-                      "ftops/period": period, "ftops/mode": budget.mode},
+                      "ftops/period": period, "ftops/mode": budget.mode, **ACTION_RUN_PRIORITY},
             ))
         new_cursor[category] = {"period": period, "levels": sorted(already | set(crossed))}
     return requests, new_cursor

@@ -26,7 +26,7 @@ from ftops.actions.delivery import route
 from ftops.actions.ledger_store import LedgerStore, execute_actions
 from ftops.actions.notifiers import AlertMessage, NotifierError
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
-from ftops.defs.enforcement import ActuatorResource, LedgerResource
+from ftops.defs.enforcement import ACTION_RUN_PRIORITY, ActuatorResource, LedgerResource
 from ftops.defs.io_manager import write_table
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.resources import PolicyResource, WarehouseResource
@@ -106,7 +106,7 @@ def plan_requests(failures: pd.DataFrame | None, jobs: pd.DataFrame | None, aler
             run_config={"ops": {OP_NAME: {"config": config}}},
             tags={"ftops/job_id": step.job_id, "ftops/attempt": str(step.attempt),
                   "ftops/failure_type": step.failure_type, "ftops/action": step.action.action,
-                  "ftops/mode": policy.mode},
+                  "ftops/mode": policy.mode, **ACTION_RUN_PRIORITY},
         ))
     # only jobs still needing this run are remembered: the cursor stays the size of the trouble
     return requests, {"requested": new_requested}, notes

@@ -56,6 +56,7 @@ def test_first_crossing_requests_one_run_and_not_again(setup):
     assert _levels(first) == ["50"]
     request = first.run_requests[0]
     assert request.run_key == "budget:research:2026-11:50"
+    assert request.tags["dagster/priority"] == "10"  # ahead of analytics runs in the run queue
     assert request.run_config["ops"]["enforce_budget"]["config"]["planned_actions"] == []
     again = tick(55, first.cursor)
     assert not again.run_requests
