@@ -19,13 +19,15 @@ FOCUS_HEADER = ("BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,Ef
 
 
 def _write_jobs(inbox):
+    # On-premises instance types, which no catalogue prices: spend is exactly the bill, so the levels
+    # crossed do not depend on how many unbilled hours the wall clock adds as estimates.
     path = inbox / "jobs" / "jobs.csv"
     path.parent.mkdir(parents=True)
     path.write_text(
         "job_id,technique,domain,gpu_type,gpu_count,instance_type,pricing,budget_category,critical,status,"
         "started_at,batch_size,grad_accum,total_steps\n"
-        "rs-1,lora,medical,A100-80GB,8,p4d.24xlarge,on_demand,research,false,running,2026-11-01T00:00:00Z,8,2,5000\n"
-        "rs-2,full,legal,H100-80GB,8,p5.48xlarge,on_demand,research,true,running,2026-11-01T00:00:00Z,4,4,9000\n"
+        "rs-1,lora,medical,A100-80GB,8,onprem-a100x8,on_demand,research,false,running,2026-11-01T00:00:00Z,8,2,5000\n"
+        "rs-2,full,legal,H100-80GB,8,onprem-h100x8,on_demand,research,true,running,2026-11-01T00:00:00Z,4,4,9000\n"
     )
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ftops.defs.as_of import AsOfConfig
-from ftops.defs.automation import after_upstream_updates
+from ftops.defs.automation import after_upstream_updates, hourly_after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, days_of_run, shard_day_partitions
 from ftops.defs.resources import PolicyResource
@@ -70,7 +70,7 @@ def instance_catalog(policy: PolicyResource, catalog: CatalogResource) -> Iterat
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
+    automation_condition=hourly_after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
     check_specs=[contract_spec(BENCHMARK_COMPARISON)],
 )
 def benchmark_comparison(job_registry: pd.DataFrame, run_health: pd.DataFrame, job_costs: pd.DataFrame,
@@ -98,7 +98,7 @@ def benchmark_comparison(job_registry: pd.DataFrame, run_health: pd.DataFrame, j
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
+    automation_condition=hourly_after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
     check_specs=[contract_spec(BENCHMARK_RECOMMENDATIONS)],
 )
 def benchmark_recommendations(config: AsOfConfig, benchmark_comparison: pd.DataFrame, job_registry: pd.DataFrame,
@@ -134,7 +134,7 @@ def _plan_inputs(job_registry: pd.DataFrame, budget_status: pd.DataFrame, benchm
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
+    automation_condition=hourly_after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
     check_specs=[contract_spec(INSTANCE_RECOMMENDATIONS)],
 )
 def instance_recommendations(config: AsOfConfig, job_registry: pd.DataFrame, instance_catalog: pd.DataFrame,
@@ -165,7 +165,7 @@ def instance_recommendations(config: AsOfConfig, job_registry: pd.DataFrame, ins
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
+    automation_condition=hourly_after_upstream_updates(needs=(INSTANCE_CATALOG.name,)),
     check_specs=[contract_spec(SPOT_PLANS)],
 )
 def spot_plans(config: AsOfConfig, job_registry: pd.DataFrame, instance_catalog: pd.DataFrame,
@@ -219,7 +219,7 @@ def node_activity(context: dg.AssetExecutionContext, metric_samples: pd.DataFram
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(),
+    automation_condition=hourly_after_upstream_updates(),
     check_specs=[contract_spec(SCALING_ADVICE)],
 )
 def scaling_advice(config: AsOfConfig, node_activity: pd.DataFrame, job_registry: pd.DataFrame,

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from ftops.defs.as_of import AsOfConfig
-from ftops.defs.automation import after_upstream_updates
+from ftops.defs.automation import hourly_after_upstream_updates
 from ftops.defs.checks import as_contract, contract_check, contract_spec
 from ftops.defs.resources import PolicyResource
 from ftops.predict.resources import ResourceModel, fit_resource_model, predict_resources
@@ -31,7 +31,7 @@ def _metadata_value(value: float | int | str) -> float | int | str | None:
     group_name=GROUP,
     kinds={"scikitlearn"},
     io_manager_key="model_io_manager",
-    automation_condition=after_upstream_updates(),
+    automation_condition=hourly_after_upstream_updates(),
 )
 def resource_model(config: AsOfConfig, job_registry: pd.DataFrame, run_health: pd.DataFrame,
                    policy: PolicyResource) -> dg.Output:
@@ -50,7 +50,7 @@ def resource_model(config: AsOfConfig, job_registry: pd.DataFrame, run_health: p
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(),
+    automation_condition=hourly_after_upstream_updates(),
     check_specs=[contract_spec(JOB_RISK)],
 )
 def job_risk(config: AsOfConfig, job_registry: pd.DataFrame, run_health: pd.DataFrame,
@@ -83,7 +83,7 @@ def job_risk(config: AsOfConfig, job_registry: pd.DataFrame, run_health: pd.Data
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    automation_condition=after_upstream_updates(),
+    automation_condition=hourly_after_upstream_updates(),
     check_specs=[contract_spec(SCHEDULE_PLAN)],
 )
 def schedule_plan(job_risk: pd.DataFrame, instance_recommendations: pd.DataFrame, job_registry: pd.DataFrame,

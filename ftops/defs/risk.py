@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from ftops.defs.as_of import AsOfConfig
-from ftops.defs.automation import after_upstream_updates
+from ftops.defs.automation import hourly_after_upstream_updates
 from ftops.defs.checks import as_contract
 from ftops.predict.risk import DEFAULT_TEST_FRACTION, RiskModelError, failure_labels, fit_risk_model
 from ftops.schemas import JOB_FAILURES, JOBS, RUN_HEALTH
@@ -29,7 +29,7 @@ def _number(value: object) -> float | None:
     group_name=GROUP,
     kinds={"scikitlearn"},
     io_manager_key="model_io_manager",
-    automation_condition=after_upstream_updates(),
+    automation_condition=hourly_after_upstream_updates(),
 )
 def failure_risk_model(context: dg.AssetExecutionContext, config: RiskModelConfig, job_registry: pd.DataFrame,
                        run_health: pd.DataFrame, job_failures: pd.DataFrame) -> Iterator:

@@ -97,3 +97,30 @@ def test_an_input_updated_right_after_a_request_is_not_lost(tmp_path):
             result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
             requested += result.get_num_requested(dg.AssetKey("job_costs"))
         assert requested == 1
+
+
+def test_analytics_follow_their_inputs_at_most_hourly(tmp_path):
+    """Benchmarks, recommendations and models refresh once an hour when their inputs changed, so they
+    never queue in front of the runs that act on a budget crossing."""
+    from datetime import datetime, timezone
+
+    inbox = tmp_path / "inbox"
+    write_jobs(inbox)
+    defs = build_definitions(Settings(str(inbox), str(tmp_path / "wh"), None))
+
+    def at(hh_mm: str) -> datetime:
+        return datetime.fromisoformat(f"2026-11-21T{hh_mm}:00").replace(tzinfo=timezone.utc)
+
+    with dg.instance_for_test() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at("10:01"))
+        _materialize_catalog(defs, instance)
+        defs.resolve_job_def("job_registry_ingest").execute_in_process(instance=instance)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=at("10:05"))
+        assert result.get_num_requested(dg.AssetKey("job_costs")) == 1  # costs follow at once
+        for analytic in ("benchmark_comparison", "instance_recommendations", "resource_model", "failure_risk_model"):
+            assert result.get_num_requested(dg.AssetKey(analytic)) == 0
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=at("11:00"))
+        assert result.get_num_requested(dg.AssetKey("benchmark_comparison")) == 1
+        assert result.get_num_requested(dg.AssetKey("resource_model")) == 1
