@@ -37,10 +37,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted: it costs every run's start 1.5 s
+    from sklearn.pipeline import Pipeline
 
 from ftops.optimize.gpus import canonical_gpu_models, datasheets
 from ftops.optimize.selection import FLOPS_PER_PARAM_TOKEN, TIME_FACTOR
@@ -346,6 +346,11 @@ def _round(value: float) -> float:
 
 
 def _pipeline(target: Target) -> Pipeline:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numeric = list(NUMERIC_FEATURES[target])
     prep = ColumnTransformer([
         # a GPU or technique the model never saw gets no correction of its own: the shared terms apply

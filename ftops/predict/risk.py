@@ -44,12 +44,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, precision_score, recall_score, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted: it costs every run's start 1.5 s
+    from sklearn.pipeline import Pipeline
 
 FAILED_STATUSES = ("failed", "preempted")
 FINISHED_STATUSES = ("succeeded", "failed", "preempted")
@@ -356,6 +354,12 @@ def job_features(jobs: pd.DataFrame, run_health: pd.DataFrame | None, horizon_mi
 
 
 def _pipeline(numeric: Sequence[str], categorical: Sequence[str], c: float) -> Pipeline:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numbers = Pipeline([
         # keep_empty_features: a feature no training job had (no grad_norm logged) must keep its column
         ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
@@ -399,6 +403,8 @@ def _reliability(y: np.ndarray, p: np.ndarray) -> list[dict[str, Any]]:
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, threshold: float, train_rate: float) -> dict[str, Any]:
+    from sklearn.metrics import brier_score_loss, precision_score, recall_score, roc_auc_score
+
     predicted = p >= threshold
     majority = bool(train_rate > 0.5)
     two_classes = len(np.unique(y)) == 2
