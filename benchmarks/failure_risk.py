@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from ftops.predict.risk import _pipeline, launch_context
+from ftops.predict.risk import launch_context, risk_pipeline
 
 ORIGIN = pd.Timestamp("2023-01-01", tz="UTC")
 NUMERIC = ["log_cpu_milli", "log_memory_mib", "num_gpu", "gpu_milli", "recent_failures_same_config",
@@ -56,7 +56,7 @@ def evaluate(frame: pd.DataFrame, numeric: list[str], categorical: list[str]):
     cut = int(len(frame) * 0.7)
     train, test = frame.iloc[:cut], frame.iloc[cut:]
     y_train, y_test = (train["status"] == "failed").to_numpy(), (test["status"] == "failed").to_numpy()
-    pipe = _pipeline(numeric, categorical, 1.0).fit(train[numeric + categorical], y_train)
+    pipe = risk_pipeline(numeric, categorical, 1.0).fit(train[numeric + categorical], y_train)
     p = pipe.predict_proba(test[numeric + categorical])[:, 1]
     be = (test["qos"] != "BE").to_numpy()  # the test BE pods all failed: rank within the rest
     auc_be = roc_auc_score(y_test[be], p[be]) if len(np.unique(y_test[be])) == 2 else float("nan")
