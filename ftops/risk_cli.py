@@ -21,9 +21,12 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ftops.predict.risk import RiskModel
 
 _PROG = "ftops risk"
 _WANDB_METADATA = "wandb-metadata.json"
@@ -131,8 +134,9 @@ def read_runs(paths: list[str], flag: str, *, with_samples: bool) -> tuple[pd.Da
 
 
 def risk_scores(train: list[str], score: list[str], horizon_minutes: float,
-                now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Scores (job_id, risk, top_factors) of the runs under `score` by a model trained under `train`."""
+                now: pd.Timestamp | None = None) -> tuple[pd.DataFrame, RiskModel]:
+    """Scores (job_id, risk, top_factors) of the runs under `score` by a model trained under `train`,
+    and the model (its time-ordered evaluation)."""
     from ftops.monitoring.health import run_health
     from ftops.predict.risk import RiskModelError, failure_labels, fit_risk_model, score_jobs
 
@@ -147,7 +151,7 @@ def risk_scores(train: list[str], score: list[str], horizon_minutes: float,
         model = fit_risk_model(train_jobs, health, failure_labels(train_jobs), horizon_minutes, now)
     except RiskModelError as exc:
         raise _Usage(f"--train: {exc}") from None
-    return score_jobs(model, score_jobs_frame, health, now, context=train_jobs)
+    return score_jobs(model, score_jobs_frame, health, now, context=train_jobs), model
 
 
 def _objects(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -160,7 +164,7 @@ def run_risk(args: argparse.Namespace) -> int:
     """Run `ftops risk` from parsed arguments; returns the exit code."""
     try:
         horizon = _horizon(args.horizon_minutes)
-        scores = risk_scores(args.train, args.score, horizon)
+        scores, model = risk_scores(args.train, args.score, horizon)
     except _Usage as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
@@ -172,4 +176,20 @@ def run_risk(args: argparse.Namespace) -> int:
 
     print(tabulate([[o["job_id"], f"{o['risk']:.2f}", ", ".join(o["top_factors"]) or "-"] for o in objects],
                    headers=["job", "risk", "top factors"], disable_numparse=True))
+    print(evaluation_line(model.evaluation))
     return 0
+
+
+def evaluation_line(evaluation: dict[str, Any]) -> str:
+    """How far to trust the scores: the time-ordered evaluation on the training runs, baseline beside it."""
+    if evaluation.get("skipped"):
+        return f"evaluation: skipped ({evaluation['skipped']})"
+
+    def num(key: str) -> str:
+        value = evaluation.get(key)
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (f"evaluation (train on the earlier {evaluation.get('n_train')} runs, test on the later "
+            f"{evaluation.get('n_test')}): AUC {num('auc')} (majority baseline 0.5), precision {num('precision')}, "
+            f"recall {num('recall')}, accuracy {num('accuracy')} vs {num('baseline_accuracy')}, "
+            f"Brier {num('brier')} vs {num('baseline_brier')}")

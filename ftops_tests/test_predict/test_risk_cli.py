@@ -62,3 +62,12 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert _run([a.format(**paths) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and err.startswith("ftops risk:")
+
+
+def test_the_evaluation_line_says_how_far_to_trust_the_scores():
+    from ftops.risk_cli import evaluation_line
+
+    line = evaluation_line({"n_train": 43, "n_test": 19, "auc": 0.729, "precision": 1.0, "recall": 0.4,
+                            "accuracy": 0.842, "baseline_accuracy": 0.737, "brier": 0.174, "baseline_brier": 0.211})
+    assert "AUC 0.729 (majority baseline 0.5)" in line and "earlier 43 runs" in line
+    assert evaluation_line({"skipped": "one outcome only"}) == "evaluation: skipped (one outcome only)"
