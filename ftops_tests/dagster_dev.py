@@ -79,6 +79,8 @@ def rendered_dom(url: str, tmp_path: Path, budget_ms: int = 20000) -> str:
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--virtual-time-budget={budget_ms}",
+         # tall enough that the UI's virtualised asset list renders every row of the catalogue
+         "--window-size=1600,5000",
          "--dump-dom", url],
         capture_output=True, text=True, timeout=180,
     )
