@@ -14,11 +14,10 @@ import dagster as dg
 import pandas as pd
 
 from ftops.actions.ledger_store import execute_actions
-from ftops.defs.enforcement import ActuatorResource, LedgerResource
-from ftops.defs.io_manager import write_table
+from ftops.defs.enforcement import ActuatorResource, LedgerResource, publish_ledger
 from ftops.defs.resources import WarehouseResource
 from ftops.optimize.calibration import DEFAULT_BUDGET_CATEGORY, TRIGGER, calibration_actions
-from ftops.schemas import ACTION_LEDGER, MODES, utc_timestamp
+from ftops.schemas import MODES, utc_timestamp
 
 # the asset the optimisation group writes; read here as stored, like budget_sensor reads budget_status
 BENCHMARK_RECOMMENDATIONS = "benchmark_recommendations"
@@ -56,18 +55,8 @@ def launch_calibrations(context: dg.OpExecutionContext, config: CalibrationConfi
     if not results:
         context.log.info("no calibration proposed: every candidate configuration is measured or not cheaper")
 
-    table = store.load()
-    write_table(table, warehouse.base_path, dg.AssetKey(ACTION_LEDGER.name))
-    context.log_event(dg.AssetMaterialization(
-        asset_key=ACTION_LEDGER.name,
-        metadata={
-            "rows": len(table),
-            "proposals": len(actions),
-            "this_run": dg.MetadataValue.md(pd.DataFrame(results).to_markdown(index=False) if results else "none"),
-            "mode": config.mode,
-            "period_key": period_key,
-        },
-    ))
+    publish_ledger(context, store, warehouse, results, proposals=len(actions), mode=config.mode,
+                   period_key=period_key)
 
 
 @dg.job(description="Launch the proposed benchmark calibration runs (dry run by default), each once.",

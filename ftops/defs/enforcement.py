@@ -106,6 +106,33 @@ def _action_from_config(entry: dict[str, Any], config: EnforcementConfig) -> Pla
     )
 
 
+def send_alert(alert: AlertMessage, notifiers: NotifiersResource, policy: PolicyResource,
+               log: Any, what: str) -> list[str]:
+    """Send an action run's alert through its routes; the notifiers it did not reach, with why."""
+    built = notifiers.build(log)
+    undelivered = []
+    for name in route({"severity": alert.severity, "category": alert.category}, policy.load().routes):
+        try:
+            built[name].send([alert])
+        except (NotifierError, KeyError) as exc:
+            undelivered.append(f"{name}: {exc}")
+            log.warning(f"{what} alert not delivered through {name}: {exc}")
+    return undelivered
+
+
+def publish_ledger(context: dg.OpExecutionContext, store: LedgerStore, warehouse: WarehouseResource,
+                   results: list[dict[str, Any]], **metadata: Any) -> None:
+    """Store the folded ledger where the `action_ledger` asset lives and record the materialisation,
+    with what this run did."""
+    table = store.load()
+    write_table(table, warehouse.base_path, dg.AssetKey(ACTION_LEDGER.name))
+    context.log_event(dg.AssetMaterialization(asset_key=ACTION_LEDGER.name, metadata={
+        "rows": len(table),
+        "this_run": dg.MetadataValue.md(pd.DataFrame(results).to_markdown(index=False) if results else "none"),
+        **metadata,
+    }))
+
+
 def _budget_alert(config: EnforcementConfig, now: pd.Timestamp) -> AlertMessage:
     return AlertMessage(
         alert_id=f"budget:{config.budget_category}:{config.period_key}:{config.level_pct:g}",
@@ -139,30 +166,10 @@ def enforce_budget(context: dg.OpExecutionContext, config: EnforcementConfig, le
         context.log.info(f"no action at {config.level_pct:g} % for budget {config.budget_category!r}: {nothing_done}")
 
     now = pd.Timestamp.now(tz="UTC")
-    alert = _budget_alert(config, now)
-    built = notifiers.build(context.log)
-    undelivered = []
-    for name in route({"severity": alert.severity, "category": alert.category}, policy.load().routes):
-        try:
-            built[name].send([alert])
-        except (NotifierError, KeyError) as exc:
-            undelivered.append(f"{name}: {exc}")
-            context.log.warning(f"budget alert not delivered through {name}: {exc}")
-
-    table = store.load()
-    write_table(table, warehouse.base_path, dg.AssetKey(ACTION_LEDGER.name))
-    context.log_event(dg.AssetMaterialization(
-        asset_key=ACTION_LEDGER.name,
-        metadata={
-            "rows": len(table),
-            "this_run": dg.MetadataValue.md(pd.DataFrame(results).to_markdown(index=False) if results else "none"),
-            "no_action_reason": nothing_done or "actions were taken",
-            "budget_category": config.budget_category,
-            "level_pct": config.level_pct,
-            "mode": config.mode,
-            "alert_undelivered": "; ".join(undelivered) or "none",
-        },
-    ))
+    undelivered = send_alert(_budget_alert(config, now), notifiers, policy, context.log, "budget")
+    publish_ledger(context, store, warehouse, results, no_action_reason=nothing_done or "actions were taken",
+                   budget_category=config.budget_category, level_pct=config.level_pct, mode=config.mode,
+                   alert_undelivered="; ".join(undelivered) or "none")
 
 
 @dg.job(description="One budget ladder step for one category and period (requested by budget_sensor).",

@@ -22,18 +22,18 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ftops.actions.delivery import route
 from ftops.actions.ledger_store import LedgerStore, execute_actions
-from ftops.actions.notifiers import AlertMessage, NotifierError
+from ftops.actions.notifiers import AlertMessage
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
-from ftops.defs.enforcement import ACTION_RUN_PRIORITY, ActuatorResource, LedgerResource
-from ftops.defs.io_manager import write_table
+from ftops.defs.enforcement import (
+    ACTION_RUN_PRIORITY, ActuatorResource, LedgerResource, publish_ledger, send_alert,
+)
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.plans import PlannedAction
 from ftops.policy import RecoveryPolicy
 from ftops.predict.recovery import RecoveryStep, recovery_steps, running_job_problems
-from ftops.schemas import ACTION_LEDGER, ALERTS, JOB_FAILURES, JOBS, utc_timestamp
+from ftops.schemas import ALERTS, JOB_FAILURES, JOBS, utc_timestamp
 
 OP_NAME = "recover_job"
 
@@ -161,30 +161,11 @@ def recover_job(context: dg.OpExecutionContext, config: RecoveryConfig, ledger: 
     for r in results:
         context.log.info(f"{r['action']} on {r['job_id']}: {r['status']} ({r['detail']})")
 
-    built = notifiers.build(context.log)
-    undelivered = []
-    for alert in [_alert(config, r, now) for r in results] or [_alert(config, None, now)]:
-        for name in route({"severity": alert.severity, "category": alert.category}, policy.load().routes):
-            try:
-                built[name].send([alert])
-            except (NotifierError, KeyError) as exc:
-                undelivered.append(f"{name}: {exc}")
-                context.log.warning(f"recovery alert not delivered through {name}: {exc}")
-
-    table = store.load()
-    write_table(table, warehouse.base_path, dg.AssetKey(ACTION_LEDGER.name))
-    context.log_event(dg.AssetMaterialization(
-        asset_key=ACTION_LEDGER.name,
-        metadata={
-            "rows": len(table),
-            "this_run": dg.MetadataValue.md(pd.DataFrame(results).to_markdown(index=False) if results else "none"),
-            "job_id": config.job_id,
-            "attempt": config.attempt,
-            "failure_type": config.failure_type,
-            "mode": config.mode,
-            "alert_undelivered": "; ".join(undelivered) or "none",
-        },
-    ))
+    undelivered = [problem for alert in [_alert(config, r, now) for r in results] or [_alert(config, None, now)]
+                   for problem in send_alert(alert, notifiers, policy, context.log, "recovery")]
+    publish_ledger(context, store, warehouse, results, job_id=config.job_id, attempt=config.attempt,
+                   failure_type=config.failure_type, mode=config.mode,
+                   alert_undelivered="; ".join(undelivered) or "none")
 
 
 @dg.job(description="Recovery of one job at one attempt (requested by job_health_sensor).",
