@@ -25,6 +25,11 @@ def contract_check(df: pd.DataFrame, table: Table) -> dg.AssetCheckResult:
                                metadata={"columns": len(table.columns)})
 
 
+def markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = 10) -> dg.MetadataValue:
+    """The first `rows` of a table's most useful columns as Markdown metadata ("none" when empty)."""
+    return dg.MetadataValue.md(frame[columns].head(rows).to_markdown(index=False) if not frame.empty else "none")
+
+
 def as_contract(df: pd.DataFrame, table: Table) -> pd.DataFrame:
     """An upstream table as its contract (a load of no partitions has no columns at all)."""
     return table.empty() if df.empty else validate(df, table)

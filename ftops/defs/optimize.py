@@ -8,7 +8,7 @@ import pandas as pd
 
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates, hourly_after_upstream_updates
-from ftops.defs.checks import as_contract, contract_check, contract_spec
+from ftops.defs.checks import as_contract, contract_check, contract_spec, markdown_preview
 from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, days_of_run, shard_day_partitions
 from ftops.defs.resources import PolicyResource
 from ftops.optimize.benchmark import (
@@ -36,10 +36,6 @@ class CatalogResource(dg.ConfigurableResource):
     """The folder of catalogues added with `ftops catalog import` (FTOPS_CATALOG); none: bundled only."""
 
     folder: str | None = None
-
-
-def _md(frame: pd.DataFrame, columns: list[str], rows: int = 10) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame[columns].head(rows).to_markdown(index=False) if not frame.empty else "none")
 
 
 # Nothing upstream tells when ftops.yaml or an imported catalogue changed: refresh daily, and at once
@@ -89,8 +85,8 @@ def benchmark_comparison(job_registry: pd.DataFrame, run_health: pd.DataFrame, j
         "jobs_left_out": len(left_out),
         "left_out_reasons": dg.MetadataValue.json(left_out["reason"].value_counts().astype(int).to_dict()
                                                   if not left_out.empty else {}),
-        "best_per_group": _md(best, ["configuration", "jobs", "samples_per_second", "usd_per_hour",
-                                     "usd_per_million_tokens", "price_basis"]),
+        "best_per_group": markdown_preview(best, ["configuration", "jobs", "samples_per_second", "usd_per_hour",
+                                                  "usd_per_million_tokens", "price_basis"]),
     })
     yield contract_check(table, BENCHMARK_COMPARISON)
 
@@ -116,8 +112,9 @@ def benchmark_recommendations(config: AsOfConfig, benchmark_comparison: pd.DataF
         "moves": len(moves),
         "calibrations": int((table["kind"] == "calibrate").sum()) if not table.empty else 0,
         "saving_usd_per_month": round(float(moves["saving_usd_per_month"].sum()), 2) if not moves.empty else 0.0,
-        "top_moves": _md(moves.sort_values("saving_usd_per_month", ascending=False) if not moves.empty else moves,
-                         ["message", "saving_usd_per_month", "job_ids"], rows=5),
+        "top_moves": markdown_preview(
+            moves.sort_values("saving_usd_per_month", ascending=False) if not moves.empty else moves,
+            ["message", "saving_usd_per_month", "job_ids"], rows=5),
     })
     yield contract_check(table, BENCHMARK_RECOMMENDATIONS)
 
@@ -156,8 +153,8 @@ def instance_recommendations(config: AsOfConfig, job_registry: pd.DataFrame, ins
         "worth_switching": len(worth),
         "saving_usd": round(float((worth["current_cost_usd"] - worth["expected_cost_usd"]).sum()), 2)
         if not worth.empty else 0.0,
-        "best_choices": _md(first, ["job_id", "cloud", "instance_type", "pricing", "expected_hours",
-                                    "expected_cost_usd", "current_cost_usd", "basis"]),
+        "best_choices": markdown_preview(first, ["job_id", "cloud", "instance_type", "pricing", "expected_hours",
+                                                 "expected_cost_usd", "current_cost_usd", "basis"]),
     })
     yield contract_check(table, INSTANCE_RECOMMENDATIONS)
 
@@ -185,9 +182,10 @@ def spot_plans(config: AsOfConfig, job_registry: pd.DataFrame, instance_catalog:
         "by_pricing": dg.MetadataValue.json(table["pricing"].value_counts().astype(int).to_dict()
                                             if not table.empty else {}),
         "changes": len(changes),
-        "changes_preview": _md(changes, ["job_id", "current_pricing", "pricing", "checkpoint_interval_minutes",
-                                         "expected_cost_usd", "reason"]),
-        "mtbi": _md(mtbi, ["cloud", "region", "gpu_model", "spot_hours", "preemptions", "mtbi_hours", "basis"]),
+        "changes_preview": markdown_preview(changes, ["job_id", "current_pricing", "pricing",
+                                                      "checkpoint_interval_minutes", "expected_cost_usd", "reason"]),
+        "mtbi": markdown_preview(mtbi, ["cloud", "region", "gpu_model", "spot_hours", "preemptions", "mtbi_hours",
+                                        "basis"]),
     })
     yield contract_check(table, SPOT_PLANS)
 
@@ -237,7 +235,7 @@ def scaling_advice(config: AsOfConfig, node_activity: pd.DataFrame, job_registry
         "lines": len(table),
         "nodes_by_action": dg.MetadataValue.json(table.groupby("action")["nodes"].sum().astype(int).to_dict()
                                                  if not table.empty else {}),
-        "advice": _md(table, ["action", "instance_type", "nodes", "hosts", "job_ids", "reason"]),
+        "advice": markdown_preview(table, ["action", "instance_type", "nodes", "hosts", "job_ids", "reason"]),
     })
     yield contract_check(table, SCALING_ADVICE)
 

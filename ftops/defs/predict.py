@@ -7,7 +7,7 @@ import pandas as pd
 
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import hourly_after_upstream_updates
-from ftops.defs.checks import as_contract, contract_check, contract_spec
+from ftops.defs.checks import as_contract, contract_check, contract_spec, markdown_preview
 from ftops.defs.resources import PolicyResource
 from ftops.predict.resources import ResourceModel, fit_resource_model, predict_resources
 from ftops.predict.risk import score_jobs
@@ -16,10 +16,6 @@ from ftops.predict.scheduling import schedule_plan as plan_schedule
 from ftops.schemas import INSTANCE_RECOMMENDATIONS, JOB_RISK, JOBS, RUN_HEALTH, SCHEDULE_PLAN, validate
 
 GROUP = "prediction"
-
-
-def _md(frame: pd.DataFrame, columns: list[str], rows: int = 10) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame[columns].head(rows).to_markdown(index=False) if not frame.empty else "none")
 
 
 def _metadata_value(value: float | int | str) -> float | int | str | None:
@@ -74,8 +70,8 @@ def job_risk(config: AsOfConfig, job_registry: pd.DataFrame, run_health: pd.Data
         "scored": int(table["risk"].notna().sum()) if not table.empty else 0,
         "memory_basis": resource_model.peak_memory.basis,
         "gpu_hours_basis": resource_model.gpu_hours.basis,
-        "riskiest": _md(table.sort_values("risk", ascending=False) if not table.empty else table,
-                        ["job_id", "status", "risk", "top_factors", "peak_memory_gb", "gpu_hours"]),
+        "riskiest": markdown_preview(table.sort_values("risk", ascending=False) if not table.empty else table,
+                                     ["job_id", "status", "risk", "top_factors", "peak_memory_gb", "gpu_hours"]),
     })
     yield contract_check(table, JOB_RISK)
 
@@ -106,10 +102,10 @@ def schedule_plan(job_risk: pd.DataFrame, instance_recommendations: pd.DataFrame
         "placement": "node pools" if settings.prediction.node_pools else "instance_recommendations",
         "deadline": NO_DEADLINE,
         "mitigated": len(mitigated),
-        "plan": _md(table[table["priority"].notna()] if not table.empty else table,
-                    ["priority", "job_id", "decision", "node_pool", "instance_type", "expected_cost_usd", "risk",
-                     "mitigations"]),
-        "unplaceable": _md(unplaceable, ["job_id", "reason"]),
+        "plan": markdown_preview(table[table["priority"].notna()] if not table.empty else table,
+                                 ["priority", "job_id", "decision", "node_pool", "instance_type", "expected_cost_usd",
+                                  "risk", "mitigations"]),
+        "unplaceable": markdown_preview(unplaceable, ["job_id", "reason"]),
     })
     yield contract_check(table, SCHEDULE_PLAN)
 
