@@ -4,7 +4,8 @@ Settings come from the environment, with the embedded default when nothing is se
 FTOPS_INBOX (default `.ftops/inbox`), FTOPS_WAREHOUSE (default `.ftops/warehouse`; any fsspec
 URL such as `s3://bucket/ftops` works), FTOPS_CONFIG (default `ftops.yaml` when it exists, else
 `.ftops/ftops.yaml`, the policy `ftops demo` writes for its fleet), FTOPS_PROMETHEUS_URL (a
-Prometheus server to pull GPU series from every 15 minutes; unset: the pull schedule is stopped).
+Prometheus server to pull GPU series from every 15 minutes; unset: the pull schedule is stopped),
+FTOPS_REPORTS (default `.ftops/reports`: the HTML reports and job pages).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheu
 from ftops.defs.io_manager import JoblibModelIOManager, PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
 from ftops.defs.partitions import FleetPartitions, configured
-from ftops.defs.resources import InboxResource, PolicyResource, WarehouseResource
+from ftops.defs.resources import InboxResource, PolicyResource, ReportsResource, WarehouseResource
 from ftops.defs.sensors import automation_sensor, inbox_sensor
 from ftops.policy import load_policy
 
@@ -46,6 +47,7 @@ class Settings:
     ledger: str | None = None  # default: `_ledger` in a local warehouse, else .ftops/ledger
     env: tuple[tuple[str, str], ...] = ()  # FTOPS_* settings of notifiers and actuators
     catalog: str | None = None  # folder of catalogues added with `ftops catalog import`
+    reports: str | None = None  # folder of the HTML reports and job pages
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return dict(self.env).get(name, default)
@@ -64,6 +66,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         config=os.path.abspath(config) if config else None,
         ledger=os.path.abspath(env["FTOPS_LEDGER"]) if env.get("FTOPS_LEDGER") else None,
         catalog=os.path.abspath(env.get("FTOPS_CATALOG", ".ftops/catalog")),
+        reports=os.path.abspath(env.get("FTOPS_REPORTS", ".ftops/reports")),
         env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("FTOPS_") or k == "SLACK_BOT_TOKEN")),
     )
 
@@ -100,6 +103,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "policy": PolicyResource(config_path=settings.config),
             "catalog": CatalogResource(folder=settings.catalog),
+            "reports": ReportsResource(folder=settings.reports or os.path.abspath(".ftops/reports")),
             "warehouse": WarehouseResource(base_path=settings.warehouse),
             "ledger": LedgerResource(folder=ledger_folder(settings)),
             "actuator": ActuatorResource(

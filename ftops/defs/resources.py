@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import pandas as pd
 
@@ -55,3 +57,13 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def read(self, asset: str, partition_key: str | None = None) -> pd.DataFrame | None:
         return read_table(self.base_path, dg.AssetKey(asset), partition_key)
+
+
+class ReportsResource(dg.ConfigurableResource):
+    """The folder HTML reports and job pages are written to (FTOPS_REPORTS, default .ftops/reports):
+    a local folder, because people open the pages from it in a browser."""
+
+    folder: str
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.folder, *parts)
