@@ -173,7 +173,8 @@ def budget_verdict(spend: float | None, limit: float | None, usage_pct: float | 
 
 
 def budget_lines(status, ledger):
-    """One row per budget category: spend, limit, usage, forecast, verdict, crossed thresholds, last action."""
+    """One row per budget category and period: spend, limit, usage, forecast, verdict, crossed thresholds,
+    last action."""
     import pandas as pd
 
     last = {}
@@ -235,7 +236,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
         print(f"ftops budget: no budget_status in {settings.warehouse} yet; materialise it "
               "(ftops demo, or the costs group in dagster dev)", file=sys.stderr)
         return 2
-    rows = budget_lines(status, ledger)
+    from ftops.costs.budgets import current_periods
+
+    rows = budget_lines(status if args.history else current_periods(status), ledger)
     if args.json:
         print(json.dumps(rows, indent=2, allow_nan=False))
         return 0
@@ -270,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     budget = sub.add_parser("budget", help="budget status per category from the warehouse")
     budget.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    budget.add_argument("--history", action="store_true",
+                        help="every period with spend, not only the current one (newest first)")
     budget.set_defaults(func=cmd_budget)
 
     from ftops.catalog_cli import add_catalog_parser
@@ -282,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ftops.agent import add_agent_parser
 
     add_agent_parser(sub)
+    from ftops.serve_metrics_cli import add_serve_metrics_parser
+    add_serve_metrics_parser(sub)
     from ftops.check_run import add_check_run_parser
     add_check_run_parser(sub)
     return parser

@@ -347,6 +347,7 @@ BUDGET_STATUS = Table(
         _c("period_key", "str", nullable=False),
         _c("period_start", "ts", nullable=False),
         _c("period_end", "ts", nullable=False),
+        _c("current", "bool", nullable=False),  # the period that contains as_of; others are closed
         _c("as_of", "ts", nullable=False),
         _c("limit_usd", "float"),  # null: spend without a budget
         _c("mode", "str", allowed=MODES),

@@ -57,6 +57,18 @@ def test_budget_table_shows_the_verdict(warehouse, capsys):
     assert "OVER BUDGET by $95.00 (109.5 %)" in capsys.readouterr().out
 
 
+def test_budget_shows_the_current_period_and_history_shows_last_months_overrun(warehouse, capsys):
+    closed = _status(("research", 1200.0, 1000.0, 1200.0)).assign(period_key="2026-10", current=False)
+    now = _status(("research", 100.0, 1000.0, 400.0, ())).assign(current=True)
+    write_table(pd.concat([now, closed]), str(warehouse), dg.AssetKey("budget_status"))
+    assert main(["budget", "--json"]) == 0
+    assert [r["period"] for r in json.loads(capsys.readouterr().out)] == ["2026-11"]
+    assert main(["budget", "--json", "--history"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["period"], r["verdict"]) for r in rows] == [
+        ("2026-11", "within budget"), ("2026-10", "OVER BUDGET by $200.00 (120.0 %)")]
+
+
 def test_spend_held_as_suspicious_is_said_with_how_to_confirm_it():
     status = _status(("research", 400.0, 1000.0, 500.0)).assign(suspicious_usd=1e12)
     (row,) = budget_lines(status, None)

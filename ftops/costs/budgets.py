@@ -1,5 +1,8 @@
 """`budget_status`: per budget category and period, spend against the limit and where it is heading.
 
+The period in progress is marked `current`; every earlier period with cost rows keeps its own row
+(final spend, thresholds it crossed), so reports show trends and last month's overrun stays visible.
+
 Spend is billed + estimated cost of the rows whose period starts inside the budget period.
 Burn rate is the spend of the last 24 hours (or since the period began, if that is shorter) per
 hour. The forecast extrapolates only what is still running:
@@ -22,7 +25,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from ftops.costs.periods import period_window
+from ftops.costs.periods import PeriodWindow, period_window
 from ftops.costs.progress import progress_fraction
 from ftops.costs.usage import TERMINAL_STATUSES
 from ftops.policy import BudgetPolicy, LadderPolicy
@@ -91,15 +94,21 @@ class _Fleet:
         return float(ahead.sum() + other_rate * hours_ahead)
 
 
-def _category_names(costs: pd.DataFrame, budgets: dict[str, BudgetPolicy], now: pd.Timestamp) -> list[str | None]:
-    window = period_window(now, DEFAULT_PERIOD)
-    in_period = costs[(costs["period_start"] >= window.start) & (costs["period_start"] < window.end)]
-    spent = in_period["budget_category"].astype("string")
+def _category_names(costs: pd.DataFrame, budgets: dict[str, BudgetPolicy]) -> list[str | None]:
+    spent = costs["budget_category"].astype("string")
     extra = sorted(set(spent.dropna()) - set(budgets))
     names: list[str | None] = [*budgets, *extra]
     if spent.isna().any():
         names.append(None)
     return names
+
+
+def _windows(period_starts: pd.Series, period: str, now: pd.Timestamp) -> list[PeriodWindow]:
+    """The current period, then every earlier period with a cost row in it, newest first."""
+    current = period_window(now, period)
+    past = period_starts[period_starts < current.start].drop_duplicates()
+    earlier = {w.key: w for w in (period_window(ts, period) for ts in past)}
+    return [current, *sorted(earlier.values(), key=lambda w: w.start, reverse=True)]
 
 
 def budget_status(
@@ -109,8 +118,12 @@ def budget_status(
     now: pd.Timestamp,
     progress: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per budget category (every configured budget, plus any category with spend this
-    month and no budget, limit null; spend with no category at all is one row with a null category).
+    """One row per budget category and period, `current` marking the period that contains `now`.
+
+    Every configured budget has a current row; a category with spend and no budget gets rows too
+    (limit null); spend with no category at all is a null category. Earlier periods keep their own
+    row for as long as they have cost rows, so last month's overrun is still there on the 1st: a
+    closed period's spend is final, its forecast is that spend and nothing runs in it any more.
 
     job_cost_rows: `job_costs`; progress: optional job_id, steps_done for the forecast.
     """
@@ -121,15 +134,30 @@ def budget_status(
     category = job_cost_rows["budget_category"].astype("string")
     in_spend = pd.Series(~held, index=job_cost_rows.index)
     records = []
-    for name in _category_names(job_cost_rows, budgets, now):
+    for name in _category_names(job_cost_rows, budgets):
         policy = budgets.get(name) if name is not None else None
-        window = period_window(now, policy.period if policy else DEFAULT_PERIOD)
         mine = category.isna() if name is None else category.eq(name).fillna(False)
-        in_window = mine & (job_cost_rows["period_start"] >= window.start) & (job_cost_rows["period_start"] < window.end)
-        rows = job_cost_rows[(in_window & in_spend).to_numpy()]
-        suspicious = float(job_cost_rows.loc[(in_window & ~in_spend).to_numpy(), "cost_usd"].sum())
-        estimated = rows["estimated"].astype(bool)
-        spend = float(rows["cost_usd"].sum())
+        windows = _windows(job_cost_rows.loc[mine.to_numpy(), "period_start"],
+                           policy.period if policy else DEFAULT_PERIOD, now)
+        for window in windows:
+            in_window = mine & (job_cost_rows["period_start"] >= window.start) & (
+                job_cost_rows["period_start"] < window.end)
+            if policy is None and not in_window.any():
+                continue  # no budget and nothing spent: no row
+            records.append(_period_row(name, policy, window, now, job_cost_rows, in_window, in_spend, fleet))
+    if not records:
+        return BUDGET_STATUS.empty()
+    return validate(pd.DataFrame.from_records(records), BUDGET_STATUS)
+
+
+def _period_row(name: str | None, policy: BudgetPolicy | None, window: PeriodWindow, now: pd.Timestamp,
+                job_cost_rows: pd.DataFrame, in_window: pd.Series, in_spend: pd.Series, fleet: _Fleet) -> dict:
+    current = window.start <= now < window.end
+    rows = job_cost_rows[(in_window & in_spend).to_numpy()]
+    suspicious = float(job_cost_rows.loc[(in_window & ~in_spend).to_numpy(), "cost_usd"].sum())
+    estimated = rows["estimated"].astype(bool)
+    spend = float(rows["cost_usd"].sum())
+    if current:
         burn_start = max(now - BURN_WINDOW, window.start)
         burn_hours = (now - burn_start) / HOUR
         burn_rows = rows[(rows["period_start"] >= burn_start) & (rows["period_start"] < now)]
@@ -137,43 +165,50 @@ def budget_status(
         hours_left = max((window.end - now) / HOUR, 0.0)
         forecast = spend + fleet.extrapolate(burn_rows, burn_start, now, hours_left)
         next_24h = fleet.extrapolate(burn_rows, burn_start, now, BURN_WINDOW / HOUR)
-
-        limit = policy.limit_usd if policy else None
-        usage = _usage_pct(spend, limit)
-        thresholds = sorted(policy.alert_thresholds_pct) if policy else []
-        crossed = [t for t in thresholds if usage is not None and usage >= t]
-        levels = sorted(ladder_levels(policy.ladder).values()) if policy else []
-        reached = [lvl for lvl in levels if usage is not None and usage >= lvl]
         running = fleet.status.eq("running").fillna(False) & (
             fleet.category.isna() if name is None else fleet.category.eq(name).fillna(False)
         )
-        records.append(
-            {
-                "budget_category": name,
-                "period": window.period,
-                "period_key": window.key,
-                "period_start": window.start,
-                "period_end": window.end,
-                "as_of": now,
-                "limit_usd": limit,
-                "mode": policy.mode if policy else None,
-                "spend_usd": spend,
-                "billed_usd": float(rows.loc[~estimated.to_numpy(), "cost_usd"].sum()),
-                "estimated_usd": float(rows.loc[estimated.to_numpy(), "cost_usd"].sum()),
-                "suspicious_usd": suspicious,
-                "usage_pct": usage,
-                "remaining_usd": limit - spend if limit is not None else None,
-                "burn_rate_usd_per_hour": burn,
-                "forecast_period_end_usd": forecast,
-                "forecast_usage_pct": _usage_pct(forecast, limit),
-                "forecast_next_24h_usd": next_24h,
-                "thresholds_crossed": json.dumps(crossed),
-                "highest_threshold_pct": crossed[-1] if crossed else None,
-                "ladder_levels_reached": json.dumps(reached),
-                "highest_ladder_pct": reached[-1] if reached else None,
-                "running_jobs": int(running.sum()),
-            }
-        )
-    if not records:
-        return BUDGET_STATUS.empty()
-    return validate(pd.DataFrame.from_records(records), BUDGET_STATUS)
+        running_jobs = int(running.sum())
+    else:  # a closed period: its spend is final, its burn rate the average over the period
+        burn = spend / ((window.end - window.start) / HOUR)
+        forecast, next_24h, running_jobs = spend, 0.0, 0
+
+    limit = policy.limit_usd if policy else None
+    usage = _usage_pct(spend, limit)
+    thresholds = sorted(policy.alert_thresholds_pct) if policy else []
+    crossed = [t for t in thresholds if usage is not None and usage >= t]
+    levels = sorted(ladder_levels(policy.ladder).values()) if policy else []
+    reached = [lvl for lvl in levels if usage is not None and usage >= lvl]
+    return {
+        "budget_category": name,
+        "period": window.period,
+        "period_key": window.key,
+        "period_start": window.start,
+        "period_end": window.end,
+        "current": current,
+        "as_of": now,
+        "limit_usd": limit,
+        "mode": policy.mode if policy else None,
+        "spend_usd": spend,
+        "billed_usd": float(rows.loc[~estimated.to_numpy(), "cost_usd"].sum()),
+        "estimated_usd": float(rows.loc[estimated.to_numpy(), "cost_usd"].sum()),
+        "suspicious_usd": suspicious,
+        "usage_pct": usage,
+        "remaining_usd": limit - spend if limit is not None else None,
+        "burn_rate_usd_per_hour": burn,
+        "forecast_period_end_usd": forecast,
+        "forecast_usage_pct": _usage_pct(forecast, limit),
+        "forecast_next_24h_usd": next_24h,
+        "thresholds_crossed": json.dumps(crossed),
+        "highest_threshold_pct": crossed[-1] if crossed else None,
+        "ladder_levels_reached": json.dumps(reached),
+        "highest_ladder_pct": reached[-1] if reached else None,
+        "running_jobs": running_jobs,
+    }
+
+
+def current_periods(status: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the period in progress (tables written before `current` existed held only those)."""
+    if "current" not in status.columns:
+        return status
+    return status[status["current"].astype(bool).to_numpy()]

@@ -6,13 +6,13 @@ import dagster as dg
 import pandas as pd
 
 from ftops.costs.attribution import attribute_costs
-from ftops.costs.budgets import budget_status as compute_budget_status
+from ftops.costs.budgets import budget_status as compute_budget_status, current_periods
 from ftops.costs.progress import progress_from_metrics
 from ftops.costs.summary import job_cost_summary
 from ftops.costs.usage import job_hours
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
-from ftops.defs.checks import as_contract, contract_check, contract_spec
+from ftops.defs.checks import as_contract, contract_check, contract_spec, markdown_preview
 from ftops.defs.resources import PolicyResource
 from ftops.optimize.catalog import gpus_per_instance
 from ftops.schemas import BILLING_LINE_ITEMS, BUDGET_STATUS, INSTANCE_CATALOG, JOB_COSTS, JOBS
@@ -81,12 +81,20 @@ def budget_status(context: dg.AssetExecutionContext, config: AsOfConfig, job_cos
     progress = (progress_from_metrics(run_health.rename(columns={"max_step": "step"})[["job_id", "step"]])
                 if not run_health.empty else None)
     status = compute_budget_status(as_contract(job_costs, JOB_COSTS), jobs, policy.load().budgets, now, progress)
-    shown = status[["budget_category", "limit_usd", "spend_usd", "usage_pct", "forecast_period_end_usd",
-                    "thresholds_crossed", "ladder_levels_reached", "mode", "suspicious_usd"]]
+    current = current_periods(status)
+    closed = status[~status["current"].astype(bool).to_numpy()]
+    overruns = closed[closed["usage_pct"] > 100]
+    columns = ["budget_category", "period_key", "limit_usd", "spend_usd", "usage_pct", "forecast_period_end_usd",
+               "thresholds_crossed", "ladder_levels_reached", "mode", "suspicious_usd"]
     yield dg.Output(status, metadata={
-        "categories": len(status),
-        "over_90_pct": int((status["usage_pct"] >= 90).sum()),
-        "status": dg.MetadataValue.md(shown.to_markdown(index=False) if not shown.empty else "none"),
+        "rows": len(status),
+        "categories": len(current),
+        "spend_usd": round(float(current["spend_usd"].sum()), 2),
+        "over_90_pct": int((current["usage_pct"] >= 90).sum()),
+        "forecast_over_limit": int((current["forecast_usage_pct"] > 100).sum()),
+        "closed_periods_over_budget": len(overruns),
+        "status": markdown_preview(current.sort_values("usage_pct", ascending=False), columns),
+        "closed_period_overruns": markdown_preview(overruns, columns),
     })
     yield contract_check(status, BUDGET_STATUS)
 

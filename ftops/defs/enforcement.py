@@ -18,6 +18,7 @@ from ftops.actions.actuators import Actuator, ControlFileActuator, RecordActuato
 from ftops.actions.delivery import route
 from ftops.actions.ledger_store import LedgerStore, execute_actions
 from ftops.actions.notifiers import AlertMessage, NotifierError
+from ftops.costs.budgets import current_periods
 from ftops.costs.ladder import explain_nothing_planned, plan_actions
 from ftops.defs.automation import SENSOR_INTERVAL_SECONDS
 from ftops.defs.io_manager import write_table
@@ -187,7 +188,7 @@ def plan_requests(status: pd.DataFrame, jobs: pd.DataFrame, policy: Policy, curs
                   done_keys) -> tuple[list[dg.RunRequest], dict[str, Any]]:
     """Run requests for levels crossed since the cursor, and the new cursor."""
     requests, new_cursor = [], dict(cursor)
-    for _, row in status.iterrows():  # one row per budget category
+    for _, row in current_periods(status).iterrows():  # one row per budget category: closed periods are history
         category = row["budget_category"]
         budget = policy.budgets.get(category) if isinstance(category, str) else None
         if budget is None:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from ftops.costs import attribute_costs, budget_status, job_hours
+from ftops.costs.budgets import current_periods
 from ftops.costs.periods import period_window
 from ftops.policy import BudgetPolicy, InstancePrice, LadderPolicy
 
@@ -14,9 +15,13 @@ from .frames import bill, jobs, ts
 PRICES = {"gpu.1x": InstancePrice(on_demand_usd_per_hour=10.0)}
 
 
-def status(billing, registry, budgets, now, progress=None) -> pd.DataFrame:
+def status(billing, registry, budgets, now, progress=None, *, history=False) -> pd.DataFrame:
+    """The current period's rows by category (history=True: every row, by category and period)."""
     job_costs = attribute_costs(billing, registry, job_hours(registry, now), PRICES, now)
     out = budget_status(job_costs, registry, budgets, now, progress)
+    if history:
+        return out.set_index([out["budget_category"].fillna("<none>"), "period_key"])
+    out = current_periods(out)
     return out.set_index(out["budget_category"].fillna("<none>"))
 
 
@@ -151,3 +156,28 @@ def test_suspicious_lines_are_shown_apart_and_reach_no_threshold_or_ladder_level
     confirmed = run(confirmed=(billing["line_item_id"].iloc[0],)).loc["research"]
     assert confirmed.spend_usd == pytest.approx(1e12 + 30.0) and confirmed.suspicious_usd == 0.0
     assert json.loads(confirmed.ladder_levels_reached) == [90.0, 95.0, 98.0]
+
+
+def test_last_months_overrun_keeps_its_own_row_after_the_month_has_ended():
+    """On 2 October the September overrun is still there, closed and final; October starts afresh."""
+    now = ts("2024-10-02 06:00")
+    budgets = {"ops": BudgetPolicy(limit_usd=100.0, alert_thresholds_pct=(50.0, 90.0, 100.0))}
+    billing = bill(*hourly("2024-09-29 00:00", 48, 3.0, budget_category="ops"),  # 144 USD in September
+                   *hourly("2024-10-01 00:00", 30, 1.0, budget_category="ops"))  # 30 USD in October
+    rows = status(billing, jobs(), budgets, now, history=True)
+    assert list(rows.index) == [("ops", "2024-10"), ("ops", "2024-09")]  # newest first
+    september, october = rows.loc[("ops", "2024-09")], rows.loc[("ops", "2024-10")]
+    assert not september.current and october.current
+    assert september.spend_usd == pytest.approx(144.0) and september.usage_pct == pytest.approx(144.0)
+    assert json.loads(september.thresholds_crossed) == [50, 90, 100]
+    assert september.forecast_period_end_usd == pytest.approx(144.0) and september.forecast_next_24h_usd == 0.0
+    assert september.period_start == ts("2024-09-01") and september.period_end == ts("2024-10-01")
+    assert october.spend_usd == pytest.approx(30.0) and json.loads(october.thresholds_crossed) == []
+
+
+def test_a_category_without_a_budget_gets_rows_only_for_periods_with_spend():
+    now = ts("2024-10-02 06:00")
+    billing = bill(*hourly("2024-09-30 20:00", 2, 5.0, budget_category="adhoc"))
+    rows = status(billing, jobs(), {}, now, history=True)
+    assert list(rows.index) == [("adhoc", "2024-09")]
+    assert status(billing, jobs(), {}, now).empty  # nothing spent this month

@@ -12,11 +12,11 @@ from ftops.defs.resources import PolicyResource, WarehouseResource
 from ftops.schemas import JOBS, validate
 
 
-def _status(usage_pct: float, period_key: str = "2026-11") -> pd.DataFrame:
+def _status(usage_pct: float, period_key: str = "2026-11", current: bool = True) -> pd.DataFrame:
     thresholds = [t for t in (50.0, 80.0, 90.0) if usage_pct >= t]
     ladder = [t for t in (90.0, 95.0, 98.0) if usage_pct >= t]
     return pd.DataFrame([{
-        "budget_category": "research", "period": "month", "period_key": period_key,
+        "budget_category": "research", "period": "month", "period_key": period_key, "current": current,
         "limit_usd": 1000.0, "mode": "dry_run", "spend_usd": usage_pct * 10, "usage_pct": usage_pct,
         "thresholds_crossed": json.dumps(thresholds), "ladder_levels_reached": json.dumps(ladder),
     }])
@@ -38,8 +38,11 @@ def setup(tmp_path):
                  "policy": PolicyResource(config_path=str(policy)),
                  "ledger": LedgerResource(folder=str(tmp_path / "ledger"))}
 
-    def tick(usage_pct: float, cursor: str | None, period_key: str = "2026-11") -> dg.SensorResult:
-        write_table(_status(usage_pct, period_key), warehouse, dg.AssetKey("budget_status"))
+    def tick(usage_pct: float, cursor: str | None, period_key: str = "2026-11",
+             closed: pd.DataFrame | None = None) -> dg.SensorResult:
+        status = pd.concat([_status(usage_pct, period_key), closed]) if closed is not None else _status(
+            usage_pct, period_key)
+        write_table(status, warehouse, dg.AssetKey("budget_status"))
         with dg.instance_for_test() as instance:
             return budget_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
 
@@ -102,3 +105,10 @@ def test_a_crossing_that_plans_nothing_carries_the_reason(setup):
         "a: already planned for termination at 98 %; b: not on demand (spot)")
     assert configs["50"]["no_action_reason"].startswith("50 % is an alert threshold, not a ladder step")
     assert [a["job_id"] for a in configs["98"]["planned_actions"]] == ["a"] and configs["98"]["no_action_reason"] == ""
+
+
+def test_a_closed_periods_overrun_is_history_and_requests_nothing(setup):
+    tick = setup
+    result = tick(10, None, "2026-12", closed=_status(120, "2026-11", current=False))
+    assert not result.run_requests
+    assert json.loads(result.cursor) == {"research": {"period": "2026-12", "levels": []}}
