@@ -87,7 +87,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = str(demo_config.resolve())
     else:
         _print_step(f"      using your policy {config} (the demo's budgets are in {inbox / 'demo_policy.yaml'})")
-    settings = Settings(inbox=str(inbox.resolve()), warehouse=str(warehouse.resolve()), config=config)
+    settings = Settings(inbox=str(inbox.resolve()), warehouse=str(warehouse.resolve()), config=config,
+                        reports=env_settings.reports)  # pages where `dagster dev` and `ftops alerts` look
     defs = build_definitions(settings)
     staging = defs.resources["inbox"].staging()
     files = scan_inbox(inbox)
@@ -284,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_recommend_parser(sub)
     add_catalog_parser(sub)
     add_risk_parser(sub)
+    from ftops.report_cli import add_report_parser
+    add_report_parser(sub)
+    from ftops.alerts_cli import add_alerts_parser
+    add_alerts_parser(sub)
     from ftops.agent import add_agent_parser
 
     add_agent_parser(sub)

@@ -23,9 +23,11 @@ from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledg
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.optimize import OPTIMIZATION_ASSETS, CatalogResource
+from ftops.defs.pages import PAGE_ASSETS
 from ftops.defs.predict import PREDICT_ASSETS
 from ftops.defs.risk import RISK_ASSETS
 from ftops.defs.recovery import RECOVERY_JOBS, RECOVERY_SENSORS
+from ftops.defs.reports import REPORT_ASSETS, REPORT_JOBS, REPORT_SCHEDULES
 from ftops.defs.prometheus import PrometheusResource, prometheus_pull, prometheus_pull_schedule
 from ftops.defs.io_manager import JoblibModelIOManager, PartitionedParquetIOManager
 from ftops.defs.jobs import INGEST_JOBS, MONITORING_JOBS
@@ -79,15 +81,25 @@ def ledger_folder(settings: Settings) -> str:
         ".ftops/ledger")
 
 
+def reports_folder(settings: Settings) -> str:
+    """FTOPS_REPORTS; without one (Settings built in code: tests, benchmarks), `_reports` in a local
+    warehouse, so pages land beside the data they show and never in the working directory."""
+    if settings.reports:
+        return settings.reports
+    return os.path.join(settings.warehouse, "_reports") if "://" not in settings.warehouse else os.path.abspath(
+        ".ftops/reports")
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     policy = load_policy(settings.config)  # a bad ftops.yaml fails the code location with the key named
     partitions = FleetPartitions.from_policy(policy.partitions)
     return dg.Definitions(
         assets=configured([*INGEST_ASSETS, *MONITORING_ASSETS, *COST_ASSETS, *OPTIMIZATION_ASSETS, *FAILURE_ASSETS,
-                           *RISK_ASSETS, *PREDICT_ASSETS, action_ledger], partitions),
-        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, *RECOVERY_JOBS, prometheus_pull],
+                           *RISK_ASSETS, *PREDICT_ASSETS, action_ledger, *REPORT_ASSETS, *PAGE_ASSETS], partitions),
+        jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, *RECOVERY_JOBS, prometheus_pull,
+              *REPORT_JOBS],
         sensors=[inbox_sensor, automation_sensor, budget_sensor, *RECOVERY_SENSORS],
-        schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL")))],
+        schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL"))), *REPORT_SCHEDULES],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),
             "model_io_manager": JoblibModelIOManager(base_path=settings.warehouse),
@@ -103,7 +115,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "policy": PolicyResource(config_path=settings.config),
             "catalog": CatalogResource(folder=settings.catalog),
-            "reports": ReportsResource(folder=settings.reports or os.path.abspath(".ftops/reports")),
+            "reports": ReportsResource(folder=reports_folder(settings)),
             "warehouse": WarehouseResource(base_path=settings.warehouse),
             "ledger": LedgerResource(folder=ledger_folder(settings)),
             "actuator": ActuatorResource(

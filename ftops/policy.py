@@ -219,6 +219,8 @@ class IngestPolicy:
     confirmed_line_items: tuple[str, ...] = ()
     # processes that read new inbox files at once; None: one per core
     staging_workers: int | None = None
+    # `ftops serve-metrics` /health answers 503 when no ingest table was written for longer; None: never
+    max_age_seconds: float | None = None
 
 
 @dataclass(frozen=True)

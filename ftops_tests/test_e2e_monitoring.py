@@ -14,7 +14,8 @@ END = pd.Timestamp("2026-11-20T10:00:00Z")
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def graph_run(tmp_path_factory):
+    """The demo fleet materialised once: its manifest, alerts, folder and each asset's latest metadata."""
     root = tmp_path_factory.mktemp("fleet")
     manifest = write_demo_inbox(root / "inbox", seed=7, n_jobs=40, days=7, end=END)
     config = root / "ftops.yaml"
@@ -24,8 +25,47 @@ def fleet(tmp_path_factory):
         results = materialize_graph(defs, instance, manifest.start.isoformat(), manifest.end.isoformat(),
                                      as_of=END.isoformat())
         assert all(r.success for r in results)
+        metadata = {}
+        for key in defs.resolve_asset_graph().get_all_asset_keys():
+            event = instance.get_latest_materialization_event(key)
+            if event is not None:
+                metadata[key.to_user_string()] = dict(event.asset_materialization.metadata)
     alerts = pd.read_parquet(root / "warehouse" / "alerts.parquet")
+    return manifest, alerts, root, metadata
+
+
+@pytest.fixture(scope="module")
+def fleet(graph_run):
+    manifest, alerts, root, _ = graph_run
     return manifest, alerts, root
+
+
+# Fitted models are stored with joblib, not as tables: their metadata is their evaluation.
+MODELS = {"failure_risk_model", "resource_model"}
+# The benchmark page is a file, not a table: its metadata links it and previews the best configurations.
+NOT_TABLES = {*MODELS, "benchmark_report"}
+
+
+def test_every_table_asset_says_how_many_rows_and_shows_its_most_useful_ones(graph_run):
+    """The Dagster UI answers "what is wrong now" from an asset's page: its row count and a Markdown
+    preview (firing alerts, budgets at risk, top cost drivers) without opening a file."""
+    *_, metadata = graph_run
+    assert len(metadata) >= 25, sorted(metadata)
+    missing = {}
+    for asset, entries in metadata.items():
+        if asset in MODELS:
+            continue
+        problems = []
+        if asset not in NOT_TABLES and not isinstance(entries.get("rows"), dg.IntMetadataValue):
+            problems.append("no rows count")
+        if not any(isinstance(v, dg.MarkdownMetadataValue) for v in entries.values()):
+            problems.append("no Markdown preview")
+        if problems:
+            missing[asset] = problems
+    assert not missing, missing
+    assert metadata["alerts"]["firing"].value > 0 and "|" in metadata["alerts"]["firing_alerts"].value
+    assert "|" in metadata["budget_status"]["status"].value
+    assert "|" in metadata["job_costs"]["top_jobs"].value
 
 
 def test_each_injected_fault_raises_its_alert(fleet):

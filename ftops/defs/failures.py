@@ -8,7 +8,7 @@ import pandas as pd
 
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
-from ftops.defs.checks import as_contract, contract_check, contract_spec
+from ftops.defs.checks import as_contract, contract_check, contract_spec, markdown_preview
 from ftops.defs.ingest import _balance_check, _checks, _duplicates_check, _files_metadata, _staging, _stored
 from ftops.defs.resources import InboxResource, PolicyResource
 from ftops.predict.failures import classify_failures
@@ -43,6 +43,9 @@ def console_tails(context: dg.AssetExecutionContext, config: AsOfConfig, inbox: 
         metadata={
             "rows": len(df),
             "with_exit_code": int(df["exit_code"].notna().sum()),
+            "latest": markdown_preview(df.sort_values("ts", ascending=False).assign(
+                last_line=df["tail"].str.rstrip().str.rsplit("\n", n=1).str[-1].str.slice(0, 120)),
+                ["job_id", "ts", "exit_code", "last_line"]),
             "superseded_by_newer_file": resolved.superseded,
             **_files_metadata(files),
         },

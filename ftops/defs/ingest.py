@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ftops.defs.as_of import AsOfConfig
-from ftops.defs.checks import contract_check, contract_spec
+from ftops.defs.checks import contract_check, contract_spec, markdown_preview
 from ftops.defs.io_manager import table_path
 from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, daily_partitions, shard_day_partitions, shard_of_run
 from ftops.defs.resources import InboxResource, PolicyResource
@@ -117,6 +117,24 @@ def _registry_exports_last(df: pd.DataFrame, files: list[StagedFile]) -> pd.Data
     return df.iloc[order].reset_index(drop=True)
 
 
+
+def _per_metric(df: pd.DataFrame) -> pd.DataFrame:
+    """Samples, jobs and time span per metric: what a partition holds, at a glance."""
+    if df.empty:
+        return pd.DataFrame(columns=["metric", "samples", "jobs", "first_ts", "last_ts"])
+    return (df.groupby("metric", observed=True)
+            .agg(samples=("value", "size"), jobs=("job_id", "nunique"), first_ts=("ts", "min"), last_ts=("ts", "max"))
+            .reset_index().sort_values("samples", ascending=False))
+
+
+def _top_services(df: pd.DataFrame) -> pd.DataFrame:
+    """Billed cost per provider, service and currency, the largest first."""
+    if df.empty:
+        return pd.DataFrame(columns=["provider", "service_name", "currency", "lines", "billed_cost"])
+    return (df.groupby(["provider", "service_name", "currency"], dropna=False, observed=True)
+            .agg(lines=("billed_cost", "size"), billed_cost=("billed_cost", "sum"))
+            .reset_index().sort_values("billed_cost", ascending=False))
+
 @dg.asset(
     group_name="ingest",
     kinds={"pandas", "parquet"},
@@ -191,6 +209,8 @@ def metric_samples(context: dg.AssetExecutionContext, config: AsOfConfig, inbox:
             "by_metric": dg.MetadataValue.json(
                 df["metric"].value_counts().astype(int).to_dict() if not df.empty else {}
             ),
+            "metrics": markdown_preview(_per_metric(df), ["metric", "samples", "jobs", "first_ts", "last_ts"],
+                                        rows=30),
             **_files_metadata(files),
         },
     )
@@ -223,6 +243,8 @@ def billing_line_items(context: dg.AssetExecutionContext, config: AsOfConfig, in
             "rows": len(df),
             "billed_cost_by_currency": dg.MetadataValue.json({str(k): float(v) for k, v in totals.items()}),
             "lines_tagged_with_job": int(df["job_id"].notna().sum()) if not df.empty else 0,
+            "top_services": markdown_preview(_top_services(df), ["provider", "service_name", "currency", "lines",
+                                                                 "billed_cost"]),
             **_files_metadata(files),
         },
     )

@@ -42,6 +42,32 @@ def read_table(base_path: str, key: dg.AssetKey, partition_key: str | None = Non
     return _read(path) if path.exists() else None
 
 
+def stored_partition_keys(base_path: str, key: dg.AssetKey) -> list[str]:
+    """The partition keys of an asset that have a stored file (`day` or `day|shard`), sorted; one listing."""
+    folder = UPath(base_path).joinpath(*key.path)
+    root = folder.path.rstrip("/") + "/"
+    keys = []
+    for path in _stored_files(folder):
+        parts = path[len(root):].removesuffix(".parquet").split("/")
+        keys.append("|".join(parts))
+    return sorted(keys)
+
+
+def read_rows(base_path: str, key: dg.AssetKey, partition_keys: list[str] | None = None, *,
+              filters: list | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows of an asset's table that match pyarrow `filters` (e.g. `[("job_id", "in", ids)]`), reading
+    only `columns`: the whole table when `partition_keys` is None, else those partitions (missing
+    ones contribute nothing). Each file is filtered as it is read, so memory follows the matches."""
+    paths = ([table_path(base_path, key)] if partition_keys is None
+             else [table_path(base_path, key, k) for k in partition_keys])
+    frames = [pq.read_table(p.path, filesystem=p.fs, filters=filters, columns=columns).to_pandas()
+              for p in paths if p.exists()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=columns or [])
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
 def write_table(df: pd.DataFrame, base_path: str, key: dg.AssetKey, partition_key: str | None = None) -> None:
     """Store a table where the IO manager would (for tables written outside an asset's output)."""
     _write(df, table_path(base_path, key, partition_key))

@@ -46,8 +46,9 @@ costs_update = dg.define_asset_job(
 optimization_update = dg.define_asset_job(
     "optimization_update",
     selection=[BENCHMARK_COMPARISON.name, BENCHMARK_RECOMMENDATIONS.name, INSTANCE_RECOMMENDATIONS.name,
-               SPOT_PLANS.name, SCALING_ADVICE.name],
-    description="Compare measured configurations, recommend instances and spot plans, advise on scaling.",
+               SPOT_PLANS.name, SCALING_ADVICE.name, "benchmark_report"],
+    description="Compare measured configurations, recommend instances and spot plans, advise on scaling; write "
+                "the benchmark page.",
 )
 
 prediction_update = dg.define_asset_job(
@@ -56,7 +57,15 @@ prediction_update = dg.define_asset_job(
     description="Classify failures, fit the resource and failure-risk models, score live jobs, plan the schedule.",
 )
 
-MONITORING_JOBS = [monitoring_update, alerts_update, costs_update, optimization_update, prediction_update]
+# after alerts and costs, so each page shows the alerts and the cost of the same ingest
+job_pages_update = dg.define_asset_job(
+    "job_pages_update", selection=["job_pages"],
+    description="Rebuild the page of every job with samples in the partitions (declarative automation does this "
+                "after monitoring).",
+)
+
+MONITORING_JOBS = [monitoring_update, alerts_update, costs_update, job_pages_update, optimization_update,
+                   prediction_update]
 
 # The whole graph in dependency order, as `ftops demo` materialises it: (job, how its runs are cut):
 # "all" one run; "days" one run over the range of days; "shard_days" one run per shard over the days.
@@ -69,6 +78,7 @@ GRAPH_STEPS: list[tuple[str, str]] = [
     ("monitoring_update", "shard_days"),
     ("alerts_update", "all"),
     ("costs_update", "all"),
+    ("job_pages_update", "shard_days"),
     ("optimization_update", "all"),
     ("prediction_update", "all"),
 ]

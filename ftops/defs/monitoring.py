@@ -8,11 +8,11 @@ import pandas as pd
 from ftops.actions.delivery import deliver
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.automation import after_upstream_updates
-from ftops.defs.checks import as_contract, contract_check, contract_spec
+from ftops.defs.checks import as_contract, contract_check, contract_spec, markdown_preview
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, days_of_run, same_shard, shard_day_partitions
 from ftops.defs.resources import PolicyResource, WarehouseResource
-from ftops.monitoring.alerts import update_alerts
+from ftops.monitoring.alerts import update_alerts, worst_first
 from ftops.monitoring.anomalies import detect_anomalies_by_day
 from ftops.monitoring.health import run_health as rollup_run_health
 from ftops.monitoring.liveness import liveness_anomalies, signs_of_life_from_run_health
@@ -47,7 +47,15 @@ def run_health(context: dg.AssetExecutionContext, metric_samples: pd.DataFrame, 
     target = policy.load().monitoring.domain_accuracy.target
     health = (rollup_run_health(metric_samples, domain_accuracy_target=target) if not metric_samples.empty
               else RUN_HEALTH.empty())
-    yield dg.Output(health, metadata={"rows": len(health), "jobs": int(health["job_id"].nunique())})
+    # non-finite values first (NaN/Inf loss), then the latest windows
+    worst = health.sort_values(["non_finite", "window_start"], ascending=[False, False])
+    yield dg.Output(health, metadata={
+        "rows": len(health),
+        "jobs": int(health["job_id"].nunique()),
+        "non_finite_samples": int(health["non_finite"].sum()) if not health.empty else 0,
+        "preview": markdown_preview(worst, ["job_id", "metric", "window_start", "samples", "non_finite", "mean",
+                                            "last", "max_step"]),
+    })
     yield contract_check(health, RUN_HEALTH)
 
 
@@ -105,6 +113,7 @@ def alerts(context: dg.AssetExecutionContext, config: AsOfConfig, anomalies: pd.
         "rows": len(table),
         "firing": len(firing),
         "firing_by_rule_and_severity": _counts_md(firing, ["rule", "severity"]),
+        "firing_alerts": markdown_preview(worst_first(firing), ["job_id", "rule", "severity", "started_at", "message"]),
     })
     yield contract_check(table, ALERTS)
     duplicates = int(table["alert_id"].duplicated().sum())
@@ -131,7 +140,13 @@ def alert_deliveries(context: dg.AssetExecutionContext, alerts: pd.DataFrame, po
                             notifiers.build(context.log), pd.Timestamp.now(tz="UTC"))
     if not report.ok:
         context.log.warning(report.summary())
-    yield dg.Output(table, metadata=report.as_metadata())
+    undelivered = table[table["status"] != "delivered"] if not table.empty else table
+    yield dg.Output(table, metadata={
+        "rows": len(table),
+        **report.as_metadata(),
+        "not_delivered": markdown_preview(undelivered.sort_values("last_attempt_at", ascending=False),
+                                          ["alert_id", "state", "notifier", "status", "attempts", "last_error"]),
+    })
     yield contract_check(table, ALERT_DELIVERIES)
     pending = int((table["status"] == "pending").sum()) if not table.empty else 0
     yield dg.AssetCheckResult(check_name="nothing_pending", passed=pending == 0,

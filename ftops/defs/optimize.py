@@ -80,6 +80,7 @@ def benchmark_comparison(job_registry: pd.DataFrame, run_health: pd.DataFrame, j
     left_out = benchmark_exclusions(jobs, throughput)
     best = table[table["best_in_group"]] if not table.empty else table
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "configurations": len(table),
         "jobs_measured": int(table["jobs"].sum()) if not table.empty else 0,
         "jobs_left_out": len(left_out),
@@ -109,6 +110,7 @@ def benchmark_recommendations(config: AsOfConfig, benchmark_comparison: pd.DataF
         min_saving_ratio=settings.min_saving_ratio, calibration_steps=settings.calibration_steps, now=config.now())
     moves = table[table["kind"] == "move"] if not table.empty else table
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "moves": len(moves),
         "calibrations": int((table["kind"] == "calibrate").sum()) if not table.empty else 0,
         "saving_usd_per_month": round(float(moves["saving_usd_per_month"].sum()), 2) if not moves.empty else 0.0,
@@ -148,6 +150,7 @@ def instance_recommendations(config: AsOfConfig, job_registry: pd.DataFrame, ins
     first = table[table["rank"] == 1] if not table.empty else table
     worth = first[first["worth_switching"].fillna(False).astype(bool)] if not first.empty else first
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "pending_jobs": int(table["job_id"].nunique()) if not table.empty else 0,
         "not_planned": int(table["rank"].isna().sum()) if not table.empty else 0,
         "worth_switching": len(worth),
@@ -178,6 +181,7 @@ def spot_plans(config: AsOfConfig, job_registry: pd.DataFrame, instance_catalog:
                      SPOT_PLANS)
     changes = table[table["change"].fillna(False).astype(bool)] if not table.empty else table
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "jobs": len(table),
         "by_pricing": dg.MetadataValue.json(table["pricing"].value_counts().astype(int).to_dict()
                                             if not table.empty else {}),
@@ -210,7 +214,12 @@ def node_activity(context: dg.AssetExecutionContext, metric_samples: pd.DataFram
             if not day.empty:
                 parts.append(node_activity_of(day, end, idle_minutes))
     table = validate(pd.concat(parts, ignore_index=True), NODE_ACTIVITY) if parts else NODE_ACTIVITY.empty()
-    yield dg.Output(table, metadata={"rows": len(table), "hosts": int(table["host"].nunique())})
+    idlest = table.sort_values(["gpu_util_mean_pct", "last_ts"], ascending=[True, False])
+    yield dg.Output(table, metadata={
+        "rows": len(table),
+        "hosts": int(table["host"].nunique()),
+        "idlest_hosts": markdown_preview(idlest, ["host", "job_id", "last_ts", "gpu_util_mean_pct", "devices"]),
+    })
     yield contract_check(table, NODE_ACTIVITY)
 
 
@@ -232,6 +241,7 @@ def scaling_advice(config: AsOfConfig, node_activity: pd.DataFrame, job_registry
                                     placements, idle_gpu_utilization_pct=scaling.idle_gpu_utilization_pct,
                                     idle_minutes=scaling.idle_minutes, now=config.now()), SCALING_ADVICE)
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "lines": len(table),
         "nodes_by_action": dg.MetadataValue.json(table.groupby("action")["nodes"].sum().astype(int).to_dict()
                                                  if not table.empty else {}),

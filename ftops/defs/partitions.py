@@ -51,6 +51,19 @@ class FleetPartitions:
             SHARD: dg.StaticPartitionsDefinition([s.key for s in all_shards(self.shards)]),
         })
 
+    @cached_property
+    def monthly(self) -> dg.MonthlyPartitionsDefinition:
+        """Calendar months from the one holding the start, keyed `2026-11`; the month in progress too."""
+        first = self.earliest.replace(day=1).to_pydatetime()
+        return dg.MonthlyPartitionsDefinition(start_date=first, fmt="%Y-%m", end_offset=1)
+
+    @cached_property
+    def weekly(self) -> dg.WeeklyPartitionsDefinition:
+        """ISO weeks (Monday to Sunday) from the one holding the start, keyed by their Monday; the week in
+        progress too."""
+        monday = (self.earliest - pd.Timedelta(days=self.earliest.weekday())).to_pydatetime()
+        return dg.WeeklyPartitionsDefinition(start_date=monday, day_offset=1, end_offset=1)
+
     @property
     def earliest(self) -> pd.Timestamp:
         return pd.Timestamp(self.start, tz="UTC")
@@ -77,6 +90,8 @@ def shard_day_key(day: str, shard: str) -> str:
 _PLACEHOLDER = FleetPartitions(PartitionsPolicy.start, 1)
 daily_partitions = _PLACEHOLDER.daily
 shard_day_partitions = _PLACEHOLDER.shard_days
+monthly_partitions = _PLACEHOLDER.monthly
+weekly_partitions = _PLACEHOLDER.weekly
 
 
 # One shard-day per run: a backfill of a range fans out by shard (and day); see the module docstring.
@@ -85,7 +100,8 @@ ONE_SHARD_DAY_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 def configured(assets: list, partitions: FleetPartitions) -> list:
     """The assets with the placeholder partitions replaced by the configured ones."""
-    swap = {id(daily_partitions): partitions.daily, id(shard_day_partitions): partitions.shard_days}
+    swap = {id(daily_partitions): partitions.daily, id(shard_day_partitions): partitions.shard_days,
+            id(monthly_partitions): partitions.monthly, id(weekly_partitions): partitions.weekly}
 
     def replace(spec: dg.AssetSpec) -> dg.AssetSpec:
         new = swap.get(id(spec.partitions_def))

@@ -65,6 +65,7 @@ def job_risk(config: AsOfConfig, job_registry: pd.DataFrame, run_health: pd.Data
                                     prediction.risk_threshold), JOB_RISK)
     risky = table[table["risky"].fillna(False).astype(bool)] if not table.empty else table
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "jobs": len(table),
         "risky": len(risky),
         "scored": int(table["risk"].notna().sum()) if not table.empty else 0,
@@ -96,6 +97,7 @@ def schedule_plan(job_risk: pd.DataFrame, instance_recommendations: pd.DataFrame
     unplaceable = table[table["decision"] == "unplaceable"] if not table.empty else table
     mitigated = table[table["mitigations"].notna()] if not table.empty else table
     yield dg.Output(table, metadata={
+        "rows": len(table),
         "jobs": len(table),
         "by_decision": dg.MetadataValue.json(table["decision"].value_counts().astype(int).to_dict()
                                              if not table.empty else {}),

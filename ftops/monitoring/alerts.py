@@ -128,3 +128,20 @@ def update_alerts(previous_alerts: pd.DataFrame | None, anomalies: pd.DataFrame,
     out["device"] = out["device"].replace("", pd.NA)
     out = out.sort_values(["started_at", "alert_id"], kind="stable").reset_index(drop=True)
     return validate(out, ALERTS)
+
+
+def worst_first(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Alerts ordered firing before resolved, then critical > warning > info, then the longest
+    firing first (earliest `started_at`), then job and rule for a stable order."""
+    if alerts.empty:
+        return alerts.reset_index(drop=True)
+    rank = pd.Categorical(alerts["severity"].astype("string"), categories=list(SEVERITIES), ordered=True).codes
+    keys = pd.DataFrame({
+        "_resolved": (alerts["state"].astype("string") != "firing").to_numpy(),
+        "_severity": -np.asarray(rank),
+        "_started": pd.to_datetime(alerts["started_at"], utc=True).to_numpy(),
+        "_job": alerts["job_id"].astype("string").to_numpy(),
+        "_rule": alerts["rule"].astype("string").to_numpy(),
+    }, index=alerts.index)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return alerts.loc[order].reset_index(drop=True)

@@ -19,6 +19,7 @@ TECHNIQUE_COLORS: dict[str, str] = dict(zip(
     (*TECHNIQUES, "unknown"),
     ("#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499", "#888888"),
 ))
+TECHNIQUE_COLORS["unattributed"] = "#BBBBBB"  # cost rows of no job (cost reports)
 SEVERITY_COLORS = {"critical": "#CC3311", "warning": "#EE7733", "info": "#0077BB"}
 
 
