@@ -123,6 +123,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     alerts = read_table(settings.warehouse, dg.AssetKey(ALERTS.name))
     serious = alerts[alerts["severity"].isin(["warning", "critical"])] if alerts is not None else alerts
     status = read_table(settings.warehouse, dg.AssetKey(BUDGET_STATUS.name))
+    from ftops.costs.budgets import current_periods
+
+    status = current_periods(status) if status is not None else status
     over = status[status["usage_pct"] >= 90] if status is not None else status
     compared = read_table(settings.warehouse, dg.AssetKey(BENCHMARK_COMPARISON.name))
     advice = read_table(settings.warehouse, dg.AssetKey(BENCHMARK_RECOMMENDATIONS.name))
@@ -139,9 +142,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"moves recommended: {0 if moves is None else len(moves)}, the largest:\n        {best_move}\n"
         f"      Dagster runs: {runs}   total {time.perf_counter() - started:.0f} s\n"
         f"Next: run `dagster dev` in this folder and open http://127.0.0.1:3000 (asset groups ingest, monitoring,\n"
-        f"      costs, optimization, operations; budget_sensor acts on the over-budget category in dry run),\n"
-        f"      `ftops budget`, `ftops recommend --gpus 8 --gpu-memory-gb 80 --hours 10 --spot`,\n"
-        f"      `ftops check-run PATH`. The tables are Parquet files under {warehouse}/.",
+        f"      costs, optimization, prediction, reports, operations; budget_sensor acts on the over-budget\n"
+        f"      category in dry run), `ftops report --period {manifest.end:%Y-%m} --open` (the cost report),\n"
+        f"      `ftops alerts --firing` (with each job's page), `ftops budget`, `ftops serve-metrics` (for Prometheus),\n"
+        f"      `ftops recommend --gpus 8 --gpu-memory-gb 80 --hours 10 --spot`, `ftops check-run PATH`.\n"
+        f"      The tables are Parquet files under {warehouse}/.",
         flush=True,
     )
     return 0

@@ -99,13 +99,14 @@ def load_page(path: str | Path, tmp_path: Path, *, budget_ms: int = 10000,
 
 def screenshot(path: str | Path, out_png: str | Path, window: tuple[int, int] = (1400, 3000),
                *, budget_ms: int = 10000) -> Path:
-    """A PNG of the page as Chromium renders it at `window` (width, height) pixels."""
+    """A PNG of the page (a file, or an http:// URL) as Chromium renders it at `window` (width, height) pixels."""
     out_png = Path(out_png).resolve()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ftops-chromium-") as profile:
         result = subprocess.run(
             [chromium(), *_BROWSER_FLAGS, f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}",
-             f"--virtual-time-budget={budget_ms}", f"--screenshot={out_png}", Path(path).resolve().as_uri()],
+             f"--virtual-time-budget={budget_ms}", f"--screenshot={out_png}",
+             str(path) if str(path).startswith(("http://", "https://")) else Path(path).resolve().as_uri()],
             capture_output=True, text=True, timeout=180,
         )
     assert result.returncode == 0 and out_png.is_file() and out_png.stat().st_size > 0, result.stderr[-2000:]

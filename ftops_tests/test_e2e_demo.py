@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from ftops.defs.jobs import GRAPH_STEPS
+from ftops_tests.browser import screenshot
+from ftops_tests.conftest import REPO_ROOT
 from ftops_tests.dagster_dev import BIN, DagsterDev, project_folder, rendered_dom
 
 pytestmark = pytest.mark.integration
@@ -58,8 +60,15 @@ def test_demo_then_dagster_dev_shows_the_demo_runs(project):
 
         # A real browser shows the asset catalogue with every group's assets.
         dom = rendered_dom(f"http://127.0.0.1:{dev.port}/assets", folder)
-        for asset in ("metric_samples", "billing_line_items", "alerts", "budget_status", "action_ledger"):
+        for asset in ("metric_samples", "billing_line_items", "alerts", "budget_status", "action_ledger",
+                      "cost_report", "job_pages"):
             assert asset in dom, f"{asset} not rendered in the Dagster UI's asset catalogue"
+
+        # ... and the asset graph: FTOPS_UPDATE_SCREENSHOTS=1 refreshes the README's picture of it.
+        update = os.environ.get("FTOPS_UPDATE_SCREENSHOTS") == "1"
+        out = REPO_ROOT / "docs" / "images" / "asset_graph.png" if update else folder / "asset_graph.png"
+        png = screenshot(f"http://127.0.0.1:{dev.port}/asset-groups", out, window=(1800, 1100), budget_ms=20000)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 30_000
 
         # The demo's over-budget category: budget_sensor launches enforcement (dry run) by itself.
         enforcement = dev.wait_for(

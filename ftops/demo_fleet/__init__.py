@@ -10,6 +10,8 @@
 - `billing/focus-<YYYY-MM-DD>.csv`: FOCUS 1.0 hourly line items (same columns, order and `NULL`
   convention as the public FOCUS sample data), tagged with job_id / budget_category / team, plus
   untagged storage and networking lines and one credit. Bills lag: the last 12 hours have no lines;
+- `logs/<job_id>.log`: each started job's console tail (Trainer log lines, then the summary, the
+  traceback of its failure, or nothing where its node went away);
 - `demo_manifest.json` and `demo_policy.yaml` at the inbox root (neither is an inbox input).
 
 The curves follow what real fine-tuning runs log: loss falling as a power law with per-step noise
@@ -18,7 +20,13 @@ between ~0.3 and 5 that start high and settle, GPU utilisation 80-95 % while tra
 carry injected faults (divergence, gradient explosion, idle GPUs, OOM, spot preemption, a node
 that stops answering while the registry says running, budget overrun, overfitting, throughput loss,
 learning rate out of range); the manifest lists each one with the alert rule expected to catch it.
-Healthy jobs stay inside the default rules (docs/architecture.md §5).
+Healthy jobs stay inside the default rules (docs/architecture.md §5). Beside those scenario slots,
+every other job may fail the way fleets fail (~15 % of jobs, as in the Helios trace) with odds that
+follow its spec (`plan._failure_odds`): OOM on 24 GB cards with long sequences or full fine-tuning of
+7B+ models, spot reclaims on long spot runs, code errors on the first launch of a configuration (and
+again after a crash), NaN losses at high learning rates. About a third of the jobs relaunch an earlier
+job's configuration under its name (a sweep, a re-run), so a configuration has a history. The manifest
+lists these drawn faults too, with the spec that made them likely.
 
 Everything is drawn from `numpy.random.default_rng` streams derived from the seed, job by job, so
 the same seed and `end` give byte-identical files. Per-sample work is vectorised; only jobs are
@@ -26,7 +34,7 @@ looped over. The default size writes ~2.4 million metric samples (~380 MB) in ab
 cores; `python -m ftops.demo_fleet <inbox>` prints the counts and the time.
 
 Modules: `plan` (jobs, configurations, timelines, fault assignment), `signals` (the curves), `writers`
-(metric export formats and the registry), `billing` (usage and FOCUS lines), `policy` (budgets and
+(metric export formats and the registry), `console` (the console logs), `billing` (usage and FOCUS lines), `policy` (budgets and
 prices), `manifest` (the faults and the rules expected to catch them), `inbox` (writes it all).
 """
 

@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from ftops.demo_fleet.billing import focus_csv_text, focus_frame, job_cost_lines
+from ftops.demo_fleet.console import write_console_log
 from ftops.demo_fleet.manifest import DemoManifest, InjectedFault, fault_record
 from ftops.demo_fleet.plan import BILL_LAG_HOURS, OVERRUN_CATEGORY, PlannedJob, plan_fleet
 from ftops.demo_fleet.policy import budget_limits, policy_dict
@@ -66,7 +67,7 @@ def write_demo_inbox(inbox: Path, seed: int = 7, n_jobs: int = 40, days: int = 7
 
     counts = {"jobs": len(jobs), "metric_files": 0, "metric_samples": 0, "metric_samples_jsonl": 0,
               "metric_samples_wide_csv": 0, "metric_samples_trainer_state": 0, "billing_files": 0,
-              "billing_lines": 0}
+              "billing_lines": 0, "log_files": 0}
     faults: list[InjectedFault] = []
     for job in jobs:
         if job.started_ms is None:
@@ -87,6 +88,8 @@ def write_demo_inbox(inbox: Path, seed: int = 7, n_jobs: int = 40, days: int = 7
         counts["metric_samples_jsonl"] += n_res
         counts["metric_files"] += 1 + n_files
         counts["metric_samples"] += n + n_res
+        write_console_log(inbox / "logs", job, tr, seed)
+        counts["log_files"] += 1
         if job.fault:
             faults.append(fault_record(job, tr, res))
 

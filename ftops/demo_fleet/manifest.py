@@ -50,7 +50,7 @@ def fault_record(job: PlannedJob, tr: TrainingSignals, res: ResourceSignals) -> 
     rule, category = FAULTS[job.fault or ""]
     onset = tr.fault_onset_ms or res.fault_onset_ms
     if onset is None:
-        onset = job.ended_ms if job.fault == "spot_preemption" and job.ended_ms else job.started_ms
+        onset = job.ended_ms if job.fault in ("spot_preemption", "code_error") and job.ended_ms else job.started_ms
     details = {
         "loss_divergence": "training loss rises for a few dozen logging steps, then NaN; job failed (nan_loss)",
         "gradient_explosion": "grad_norm 50-100x its running level for 3 logging steps, then back to normal",
@@ -63,6 +63,9 @@ def fault_record(job: PlannedJob, tr: TrainingSignals, res: ResourceSignals) -> 
         "lr_out_of_range": f"peak learning rate {job.peak_lr:g} (warm-up crosses 1e-3 early)",
         "heartbeat_lost": "node stops answering: samples, heartbeats and step progress stop hours before the "
                           "end while the registry still says running (and the instance is still billed)",
+        "code_error": "the training script raises (a traceback in the console log); job failed (code_error)",
     }
-    return InjectedFault(job.job_id, job.fault or "", rule, category, ms_text(int(onset)) or "",
-                         details[job.fault or ""])
+    detail = details[job.fault or ""]
+    if job.cause:  # drawn from the job's spec rather than placed in a scenario slot
+        detail = f"{detail}; drawn from the spec: {job.cause}"
+    return InjectedFault(job.job_id, job.fault or "", rule, category, ms_text(int(onset)) or "", detail)

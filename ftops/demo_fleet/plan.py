@@ -68,12 +68,27 @@ FAULTS: dict[str, tuple[str, str]] = {
     "throughput_degradation": ("throughput_degraded", "training"),
     "lr_out_of_range": ("learning_rate_out_of_range", "training"),
     "heartbeat_lost": ("heartbeat_lost", "resource"),
+    # no monitoring rule sees a crash in the code: job_failures types it from the console tail
+    "code_error": ("job_failures", "training"),
 }
 # one job per fault, two preemptions
 _FAULT_SLOTS = ("loss_divergence", "gradient_explosion", "gpu_underutilized", "oom", "spot_preemption",
                 "spot_preemption", "budget_overrun", "val_overfitting", "throughput_degradation",
                 "lr_out_of_range", "heartbeat_lost")
 MIN_JOBS = 16
+# Beside the scenario slots, every other finished job may fail the way fleets fail (the Helios trace:
+# 15.5 % of jobs), with odds that follow its spec (`_failure_odds`): these faults are drawn, not placed.
+SPEC_FAULTS = ("code_error", "oom", "loss_divergence", "spot_preemption")
+RERUN_SHARE = 0.35  # healthy jobs that relaunch an earlier job's configuration (a sweep, a re-run)
+SPOT_RECLAIMS_PER_HOUR = 0.012  # spot GPU capacity: a 15 h run is reclaimed ~16 % of the time
+# a code error: first launch of a configuration, relaunch of one that worked, relaunch after a crash
+CODE_ERROR_FRESH, CODE_ERROR_KNOWN, CODE_ERROR_AGAIN = 0.04, 0.005, 0.6
+_END_STATES = {
+    "loss_divergence": ("failed", "nan_loss"),
+    "oom": ("failed", "oom"),
+    "spot_preemption": ("preempted", "preempted"),
+    "code_error": ("failed", "code_error"),
+}
 
 
 @dataclass
@@ -119,6 +134,8 @@ class PlannedJob:
     end_rel_s: float = 0.0  # job end relative to t0 (natural or fault)
     signal_end_rel_s: float = 0.0  # the last sample of any kind (a reclaimed node goes silent first)
     fault_frac: float = 0.5
+    config_of: int = -1  # a re-run: the index of the job whose configuration it launches again
+    cause: str = ""  # a drawn fault: what in the spec made it likely
     # absolute times, epoch milliseconds
     submitted_ms: int = 0
     started_ms: int | None = None
@@ -159,32 +176,47 @@ def plan_fleet(seed: int, n_jobs: int, days: int, end: pd.Timestamp) -> list[Pla
     jobs.sort(key=lambda j: j.index)
 
     max_duration_h = min(30.0, 0.6 * days * 24)
+    healthy_before: list[PlannedJob] = []
     for job in jobs:
+        if job.role == "healthy":
+            r = job_rng(seed, job.index, 6)
+            if healthy_before and r.random() < RERUN_SHARE:
+                parent = healthy_before[int(r.integers(len(healthy_before)))]
+                job.config_of = parent.config_of if parent.config_of >= 0 else parent.index
+            healthy_before.append(job)
         _configure(job, seed, max_duration_h)
         _timeline(job, seed)
         _place(job, seed, start_ms, end_ms)
+    _draw_failures(jobs, seed, end_ms)
 
     # Alternative log formats go to healthy jobs, so that no fault hides behind a format; the
     # trainer_state.json one has finished (the Trainer's summary entry carries the run time).
-    healthy = [jobs[i] for i in rng.permutation(len(jobs)) if jobs[i].role == "healthy"]
+    healthy = [jobs[i] for i in rng.permutation(len(jobs)) if jobs[i].role == "healthy" and not jobs[i].fault]
     healthy.sort(key=lambda j: j.status != "succeeded")
     for job, fmt in zip(healthy, ("trainer_state", "wide_csv", "wide_csv")):
         job.fmt = fmt
 
     # job ids in submission order, as a scheduler would number them
     jobs.sort(key=lambda j: (j.submitted_ms, j.index))
+    names: dict[int, str] = {}
     for k, job in enumerate(jobs, 1):
         job.job_id = f"ft-{k:04d}"
         short = job.base_model.split("/")[-1].lower().replace("-instruct", "").replace("-it", "")
-        job.name = f"{job.domain}-{job.technique}-{short}-{k:02d}"
+        # a relaunch keeps its configuration's run name, as a launch script does
+        job.name = names.setdefault(_config_id(job), f"{job.domain}-{job.technique}-{short}-{k:02d}")
         r = job_rng(seed, job.index, 9)
         job.host = f"ip-10-{r.integers(0, 4)}-{r.integers(0, 256)}-{r.integers(1, 255)}"
         job.resource_id = "i-0" + "".join(r.choice(list("0123456789abcdef"), 16))
     return jobs
 
 
+def _config_id(job: PlannedJob) -> int:
+    return job.config_of if job.config_of >= 0 else job.index
+
+
 def _configure(job: PlannedJob, seed: int, max_duration_h: float) -> None:
-    r = job_rng(seed, job.index, 1)
+    # a re-run draws its configuration from the stream of the job it relaunches: the same spec
+    r = job_rng(seed, _config_id(job), 1)
     techniques = list(_TECHNIQUE_WEIGHTS)
     weights = np.array([_TECHNIQUE_WEIGHTS[t] for t in techniques])
     technique = techniques[r.choice(len(techniques), p=weights / weights.sum())]
@@ -255,6 +287,8 @@ def _configure(job: PlannedJob, seed: int, max_duration_h: float) -> None:
     job.peak_lr = float(r.uniform(lo, hi))
     if job.fault == "lr_out_of_range":
         job.peak_lr = 5e-3  # a typo'd config: 5e-3 instead of 5e-5
+    if job.config_of >= 0:
+        job.peak_lr = float(job_rng(seed, job.index, 6).uniform(lo, hi))  # a sweep varies the rate
     job.load_s = float(r.uniform(60, 240))
     job.eval_s = float(r.uniform(60, 300))
 
@@ -325,11 +359,82 @@ def _place(job: PlannedJob, seed: int, start_ms: int, end_ms: int) -> None:
         job.status, job.ended_ms = "running", None
         return
     job.ended_ms = ended
-    job.status, job.exit_reason = {
-        "loss_divergence": ("failed", "nan_loss"),
-        "oom": ("failed", "oom"),
-        "spot_preemption": ("preempted", "preempted"),
-    }.get(job.fault or "", ("cancelled", None) if job.role == "cancelled" else ("succeeded", None))
+    job.status, job.exit_reason = _END_STATES.get(
+        job.fault or "", ("cancelled", None) if job.role == "cancelled" else ("succeeded", None))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _failure_odds(job: PlannedJob, fresh: bool, crashed_before: bool, run_h: float
+                  ) -> dict[str, tuple[float, str]]:
+    """Per spec fault: its probability for this job and what raises it (the manifest's wording).
+
+    OOM: 24 GB cards, long sequences, full fine-tuning of 7B+ models and adapters on 14B+ ones leave
+    little headroom. Spot reclaims: a constant hazard per hour on spot capacity, so long spot runs are
+    hit most. Code errors: mostly the first launch of a configuration (a new dataset, a new script),
+    and a relaunch after a crash often crashes again (the fix did not hold).
+    NaN loss: a learning rate at the top of the technique's usual range, more so in full fine-tuning.
+    """
+    small = job.instance.gpu_memory_gib <= 24
+    big_full = job.technique == "full" and job.model_params_b >= 7
+    big_adapter = job.technique in ("lora", "dpo") and job.model_params_b >= 14
+    logit = -7.0 + 4.0 * small + 1.5 * math.log2(job.seq_len / 1024) + 3.0 * big_full + 1.5 * big_adapter
+    oom_why = ", ".join(w for w, on in ((f"{job.instance.gpu_memory_gib} GB GPU", small),
+                                        (f"seq_len {job.seq_len}", job.seq_len >= 4096),
+                                        (f"full fine-tune of {job.model_params_b:g}B", big_full),
+                                        (f"{job.model_params_b:g}B adapter", big_adapter)) if on)
+    lo, hi = _PEAK_LR[job.technique]
+    lr_pos = float(np.clip((job.peak_lr - lo) / (hi - lo), 0.0, 1.0))
+    nan_p = (0.001 + 0.02 * lr_pos**2) * (1.5 if job.technique == "full" else 1.0)
+    spot_p = 1.0 - math.exp(-SPOT_RECLAIMS_PER_HOUR * run_h) if job.pricing == "spot" else 0.0
+    return {
+        "code_error": (CODE_ERROR_AGAIN, "relaunch of a configuration that crashed") if crashed_before else
+                      (CODE_ERROR_FRESH, "first launch of this configuration") if fresh else
+                      (CODE_ERROR_KNOWN, "relaunch of a configuration that ran"),
+        "oom": (_sigmoid(logit), oom_why or "no memory risk factor"),
+        "loss_divergence": (nan_p, f"peak learning rate {job.peak_lr:.2g} ({lr_pos:.0%} up its usual range)"),
+        "spot_preemption": (spot_p, f"{run_h:.0f} h on spot capacity"),
+    }
+
+
+def _draw_failures(jobs: list[PlannedJob], seed: int, end_ms: int) -> None:
+    """Let each started healthy job fail the way its spec makes likely; a failure after `end` has not
+    happened yet (the job is still running). Own random stream per job: the others are unchanged."""
+    launched: dict[int, list[PlannedJob]] = {}
+    for job in sorted((j for j in jobs if j.started_ms is not None), key=lambda j: (j.started_ms, j.index)):
+        earlier = launched.setdefault(_config_id(job), [])
+        ended = [j for j in earlier if j.ended_ms is not None and j.ended_ms < (job.started_ms or 0)]
+        last = max(ended, key=lambda j: j.ended_ms or 0) if ended else None
+        fresh, crashed = not earlier, last is not None and last.fault == "code_error"
+        earlier.append(job)
+        if job.role != "healthy":
+            continue
+        r = job_rng(seed, job.index, 7)
+        odds = _failure_odds(job, fresh, crashed, job.end_rel_s / 3600.0)
+        draws = r.random(len(SPEC_FAULTS))
+        hit = next((f for f, u in zip(SPEC_FAULTS, draws) if u < odds[f][0]), None)
+        n_logs = len(job.log_steps)
+        # where it stops (log index): code errors at the first steps or the first evaluation's metrics
+        # code; reclaims anywhere (constant hazard); OOM and divergence after a while
+        at = {"code_error": float(r.choice([r.uniform(0.0, 0.01), (job.eval_idx[0] + 0.5) / n_logs])),
+              "spot_preemption": r.uniform(0.02, 0.98), "oom": r.uniform(0.15, 0.7),
+              "loss_divergence": r.uniform(0.1, 0.6)}
+        if hit is None:
+            continue
+        stop = int(at[hit] * n_logs)
+        stop = min(n_logs - 2, stop if hit == "code_error" else max(12, stop))
+        grace = {"loss_divergence": 20.0, "oom": 8.0, "code_error": 4.0}.get(hit, float(r.uniform(5, 25)))
+        signal_end = float(job.log_rel_s[stop] + grace)
+        end_rel = signal_end + (float(r.uniform(90, 300)) if hit == "spot_preemption" else 0.0)
+        assert job.started_ms is not None
+        ended = job.started_ms + int((job.load_s + end_rel) * MS_PER_S)
+        if ended > end_ms:
+            continue  # it would fail after `end`: so far it runs
+        job.fault, job.fault_frac, job.cause = hit, float(at[hit]), odds[hit][1]
+        job.stop_idx, job.signal_end_rel_s, job.end_rel_s, job.ended_ms = stop, signal_end, end_rel, ended
+        job.status, job.exit_reason = _END_STATES[hit]
 
 
 def observed_end_ms(job: PlannedJob, end_ms: int) -> int:

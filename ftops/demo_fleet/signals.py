@@ -199,7 +199,8 @@ def resource_signals(job: PlannedJob, seed: int, end_ms: int) -> ResourceSignals
         mem_base = 0.86
         # activation memory creeps up (fragmentation, longer packed batches) until allocation fails
         t_fail = job.t0_ms + int(job.log_rel_s[job.stop_idx] * MS_PER_S)
-        t_ramp = t0 + int(0.65 * (t_fail - t0))
+        # (at least 20 minutes of it, so that the sustained-memory rule can see it before the failure)
+        t_ramp = max(t0, min(t0 + int(0.65 * (t_fail - t0)), t_fail - 20 * 60 * MS_PER_S))
         k = np.clip((ticks - t_ramp) / max(1, t_fail - t_ramp), 0.0, 1.0)[:, None]
         mem = mem_base - 0.004 * np.arange(g)[None, :] + (0.992 - mem_base) * k**1.5 + r.normal(0.0, 0.002, (n, g))
         onset_ms = int(t_ramp)

@@ -136,17 +136,26 @@ def test_one_outcome_only_is_refused():
         fit_risk_model(jobs, None, failure_labels(jobs), 0, NOW)
 
 
-def test_demo_fleet_time_ordered_auc():
-    """The demo fleet injects its faults independently of the spec (4 failures in 120 jobs): the number
-    is reported, not required to beat chance."""
+@pytest.mark.parametrize("n_jobs, days", [(40, 7), (600, 28)])
+def test_demo_fleet_time_ordered_auc(n_jobs, days):
+    """The demo's failures follow the spec (OOM on 24 GB cards with long sequences, reclaims of long spot
+    runs, code errors on fresh configurations): on a fleet large enough to have ~20 failures in its later
+    30 %, the model trained on the earlier jobs ranks the later ones well above the majority baseline
+    (AUC 0.5). The default demo (40 jobs) leaves 2-4 failures to test on: its AUC is reported, not required
+    (one failure ranked one place lower moves it by 0.1-0.3)."""
     from ftops.demo_fleet.plan import plan_fleet
     from ftops.demo_fleet.writers import jobs_frame
 
     end = pd.Timestamp("2024-03-01", tz="UTC")
-    jobs = validate(jobs_frame(plan_fleet(7, 120, 14, end)), JOBS)
-    ev = evaluate_time_ordered(jobs, None, failure_labels(jobs), 0, end, test_fraction=0.5)
-    print(json.dumps({k: ev.get(k) for k in ("n_train", "n_test", "test_failures", "auc", "baseline_accuracy")}))
-    assert ev["n_test"] > 0 and ev["auc"] is None or 0.0 <= ev["auc"] <= 1.0
+    jobs = validate(jobs_frame(plan_fleet(7, n_jobs, days, end)), JOBS)
+    ev = evaluate_time_ordered(jobs, None, failure_labels(jobs), 0, end)
+    print(json.dumps({k: ev.get(k) for k in ("n_train", "n_test", "train_failures", "test_failures", "auc",
+                                             "baseline_auc", "baseline_accuracy")}))
+    assert ev["baseline_auc"] == 0.5
+    if n_jobs == 40:
+        assert ev["auc"] is None or 0.0 <= ev["auc"] <= 1.0
+        return
+    assert ev["test_failures"] >= 15 and ev["auc"] > 0.6
 
 
 def test_real_wandb_runs_scored_at_launch(realdata, tmp_path, capsys):
