@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
 import pandas as pd
+
+from ftops.json_output import json_value
 
 _PROG = "ftops alerts"
 _FIELDS = ["alert_id", "job_id", "rule", "category", "severity", "state", "device", "started_at", "last_seen_at",
@@ -41,18 +42,6 @@ def _one_line(text: object) -> str:
     return (lines[0] if lines else "")[:400]
 
 
-def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_value(value.item())
-    return value
-
-
 def page_url(reports: str, job_id: str) -> str | None:
     """The file:// URL of a job's page, or None when it has not been built."""
     from pathlib import Path
@@ -75,7 +64,7 @@ def alert_records(alerts: pd.DataFrame, reports: str, firing_only: bool = False)
     pages = {j: page_url(reports, j) for j in ordered["job_id"].astype(str).unique()}
     records = []
     for row in ordered[[c for c in _FIELDS if c in ordered]].to_dict("records"):
-        record = {k: _json_value(v) for k, v in row.items()}
+        record = {k: json_value(v) for k, v in row.items()}
         record["page"] = pages[str(row["job_id"])]
         records.append(record)
     return records

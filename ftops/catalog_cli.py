@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from ftops.json_output import json_value
+
 IMPORT_HELP = "convert a SkyPilot-format price list (CSV) into the catalogue folder"
 SHOW_HELP = "the combined catalogue: bundled, imported, ftops.yaml rows and prices"
 
@@ -55,14 +57,6 @@ def _settings():
     return settings_from_env()
 
 
-def _json_value(value):
-    import pandas as pd
-
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None  # NaN and pd.NA: JSON null, never the non-standard NaN
-    return value.item() if hasattr(value, "item") else value  # numpy scalars
-
-
 def cmd_catalog_show(args: argparse.Namespace) -> int:
     from ftops.optimize.catalog import CatalogError, combined_catalog
     from ftops.optimize.gpus import canonical_gpu_model
@@ -83,7 +77,7 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
     catalog = catalog.sort_values(["gpu_model", "gpu_count", "on_demand_usd_per_hour", "cloud", "region"],
                                   kind="stable")
     if args.json:
-        records = [{k: _json_value(v) for k, v in row.items()}
+        records = [{k: json_value(v) for k, v in row.items()}
                    for row in catalog.astype(object).to_dict(orient="records")]
         print(json.dumps(records, indent=2, allow_nan=False))
         return 0

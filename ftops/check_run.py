@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from ftops.json_output import json_value
 from ftops.policy import MonitoringPolicy, Policy, PolicyError, load_policy
 from ftops.readers.base import ReadResult
 from ftops.schemas import ANOMALIES, METRIC_SAMPLES, REJECTED_RECORDS, utc_timestamp
@@ -232,27 +233,12 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return value
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        # JSON has no NaN/Infinity; the message still says what the value was
-        return None
-    return value
-
-
 def anomalies_to_records(anomalies: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready objects: JSON_KEYS first, then the other anomaly columns; nulls for missing values."""
     order = [c for c in JSON_KEYS if c in anomalies.columns]
     order += [c for c in anomalies.columns if c not in order]
     records = anomalies[order].astype(object).to_dict(orient="records")
-    return [{k: _json_value(v) for k, v in r.items()} for r in records]
+    return [{k: json_value(v) for k, v in r.items()} for r in records]
 
 
 def _fmt_number(x: Any) -> str:
