@@ -102,9 +102,9 @@ def job_pages(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         for job_id in job_ids:
             mine = samples_of.get(job_id, METRIC_SAMPLES.empty())
             its_alerts = alerts_of.get(job_id, ALERTS.empty())
-            path = reports.path(JOBS_FOLDER, job_page_name(job_id))
-            job_page(job_id, mine, its_alerts, costs_of.get(job_id), job_rows.get(job_id)).write(path)
-            rows.append({"job_id": job_id, "page": path, "samples": len(mine), "alerts": len(its_alerts),
+            page = f"{JOBS_FOLDER}/{job_page_name(job_id)}"  # relative: the same wherever the folder is
+            job_page(job_id, mine, its_alerts, costs_of.get(job_id), job_rows.get(job_id)).write(reports.path(page))
+            rows.append({"job_id": job_id, "page": page, "samples": len(mine), "alerts": len(its_alerts),
                          "firing": int((its_alerts["state"] == "firing").sum())})
     built = pd.DataFrame(rows, columns=["job_id", "page", "samples", "alerts", "firing"])
     table = present.merge(built, on="job_id", how="inner")[["day", "job_id", "page", "samples", "alerts", "firing"]]
