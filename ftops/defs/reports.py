@@ -14,7 +14,7 @@ import pandas as pd
 from ftops.costs.periods import PeriodWindow, period_window
 from ftops.defs.as_of import AsOfConfig
 from ftops.defs.checks import as_contract
-from ftops.defs.partitions import monthly_partitions, weekly_partitions
+from ftops.defs.partitions import FleetPartitions, monthly_partitions, weekly_partitions
 from ftops.defs.resources import PolicyResource, ReportsResource
 from ftops.reports.cost_figures import cost_report_tables
 from ftops.reports.cost_report import write_cost_report
@@ -107,8 +107,13 @@ def _closed_period_schedule(name: str, cron: str, job, period: str):
     @dg.schedule(name=name, cron_schedule=cron, job=job, execution_timezone="UTC",
                  default_status=dg.DefaultScheduleStatus.RUNNING,
                  description=f"Build the cost report of the {period} that just closed.")
-    def schedule(context: dg.ScheduleEvaluationContext):
-        key = closed_period_key(pd.Timestamp(context.scheduled_execution_time), period)
+    def schedule(context: dg.ScheduleEvaluationContext, policy: PolicyResource):
+        tick = pd.Timestamp(context.scheduled_execution_time)
+        closed = previous_period(period_window(tick, period))
+        earliest = FleetPartitions.from_policy(policy.load().partitions).earliest
+        if closed.end <= earliest:  # the fleet's first tick: that period is older than its data
+            return dg.SkipReason(f"the {period} {closed.key} ended before partitions.start ({earliest:%Y-%m-%d})")
+        key = closed_period_key(tick, period)
         return dg.RunRequest(run_key=f"{name}:{key}", partition_key=key)
 
     return schedule

@@ -189,11 +189,31 @@ def test_the_assets_write_the_report_and_link_it(tmp_path: Path, asset, partitio
         assert metadata["total_usd"].value == pytest.approx(round(expected, 2))
 
 
-def test_schedules_build_the_period_that_just_closed() -> None:
+def _tick(schedule, at: str, tmp_path, start: str = "2026-10-01"):
+    from ftops.defs.resources import PolicyResource
+
+    config = tmp_path / "ftops.yaml"
+    config.write_text(f"partitions:\n  start: '{start}'\n")
+    context = dg.build_schedule_context(scheduled_execution_time=ts(at).to_pydatetime(),
+                                        resources={"policy": PolicyResource(config_path=str(config))})
+    return schedule(context)
+
+
+def test_schedules_build_the_period_that_just_closed(tmp_path) -> None:
     from ftops.defs.reports import monthly_cost_report_schedule, weekly_cost_report_schedule
 
-    month = monthly_cost_report_schedule(dg.build_schedule_context(
-        scheduled_execution_time=ts("2026-12-01T02:00").to_pydatetime()))
-    week = weekly_cost_report_schedule(dg.build_schedule_context(
-        scheduled_execution_time=ts("2026-11-23T02:00").to_pydatetime()))
+    month = _tick(monthly_cost_report_schedule, "2026-12-01T02:00", tmp_path)
+    week = _tick(weekly_cost_report_schedule, "2026-11-23T02:00", tmp_path)
     assert (month.partition_key, week.partition_key) == ("2026-11", "2026-11-16")
+
+
+def test_the_first_tick_skips_a_period_older_than_the_fleet(tmp_path) -> None:
+    from ftops.defs.reports import monthly_cost_report_schedule, weekly_cost_report_schedule
+
+    # the fleet starts on 2026-11-18: October has no partition, the week of 11-09 neither
+    month = _tick(monthly_cost_report_schedule, "2026-11-01T02:00", tmp_path, start="2026-11-18")
+    week = _tick(weekly_cost_report_schedule, "2026-11-16T02:00", tmp_path, start="2026-11-18")
+    assert isinstance(month, dg.SkipReason) and "2026-10" in month.skip_message
+    assert isinstance(week, dg.SkipReason)
+    # the month holding the start has a partition (from its first day): it is built when it closes
+    assert _tick(monthly_cost_report_schedule, "2026-12-01T02:00", tmp_path, start="2026-11-18").partition_key == "2026-11"
