@@ -98,7 +98,14 @@ def run_report(args: argparse.Namespace) -> int:
         return 2
     settings = settings_from_env()
     reports = reports_folder(settings)
-    page = write_period_report(settings.warehouse, reports, settings.config, key, as_of)
+    try:
+        page = write_period_report(settings.warehouse, reports, settings.config, key, as_of)
+    # a corrupt Parquet file (ArrowInvalid is a ValueError), a bad ftops.yaml, an unwritable folder
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()
+        print(f"ftops report: cannot write the report of {key}: {type(exc).__name__}: {first[0] if first else ''}",
+              file=sys.stderr)
+        return 2
     if page is None:
         earlier = Path(reports) / "cost" / key / INDEX
         if not earlier.is_file():

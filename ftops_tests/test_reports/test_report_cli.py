@@ -59,3 +59,11 @@ def test_points_to_an_earlier_report_or_refuses(env: Path, capsys) -> None:
     assert capsys.readouterr().out.strip() == str(earlier)
     assert cli.main(["report", "--period", "2026-13"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
+
+
+def test_a_corrupt_table_is_one_line_and_exit_2(env: Path, capsys) -> None:
+    _warehouse(env / "warehouse")
+    (env / "warehouse" / "job_costs.parquet").write_bytes(b"not parquet")
+    assert cli.main(["report", "--period", "2026-11", "--as-of", "2026-11-20T12:00"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ftops report: cannot write the report of 2026-11:") and "\n" not in err
