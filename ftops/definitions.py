@@ -23,7 +23,7 @@ from ftops.defs.enforcement import ActuatorResource, LedgerResource, action_ledg
 from ftops.defs.monitoring import MONITORING_ASSETS
 from ftops.defs.notifiers import NotifiersResource
 from ftops.defs.optimize import OPTIMIZATION_ASSETS, CatalogResource
-from ftops.defs.pages import PAGE_ASSETS
+from ftops.defs.pages import PAGE_ASSETS, PAGE_SENSORS
 from ftops.defs.predict import PREDICT_ASSETS
 from ftops.defs.risk import RISK_ASSETS
 from ftops.defs.recovery import RECOVERY_JOBS, RECOVERY_SENSORS
@@ -98,7 +98,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                            *RISK_ASSETS, *PREDICT_ASSETS, action_ledger, *REPORT_ASSETS, *PAGE_ASSETS], partitions),
         jobs=[*INGEST_JOBS, *MONITORING_JOBS, budget_enforcement, *CALIBRATION_JOBS, *RECOVERY_JOBS, prometheus_pull,
               *REPORT_JOBS],
-        sensors=[inbox_sensor, automation_sensor, budget_sensor, *RECOVERY_SENSORS],
+        sensors=[inbox_sensor, automation_sensor, budget_sensor, *RECOVERY_SENSORS, *PAGE_SENSORS],
         schedules=[prometheus_pull_schedule(running=bool(settings.get("FTOPS_PROMETHEUS_URL"))), *REPORT_SCHEDULES],
         resources={
             "io_manager": PartitionedParquetIOManager(base_path=settings.warehouse),

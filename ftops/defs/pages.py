@@ -7,30 +7,35 @@ from the day before the earliest start among those jobs), its alerts, its costs 
 It follows the partition's metric_samples and anomalies; alerts, job_costs and the registry are read
 as they are (they alone would start a run of every partition since the start), and a run waits while
 an input was just updated, is running or waits for its own inputs, so the alerts of the same ingest
-come first. An alert that changes without new samples (heartbeat_lost on a silent job) shows on the
-page at the job's next samples.
+come first. An alert that changes without new samples (heartbeat_lost on a silent job) is carried to
+the page by `job_pages_alert_sensor`: it rebuilds the last partition each such job has a page in.
 """
 
-
+import hashlib
+import json
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
-from ftops.defs.automation import after_upstream_updates
+from ftops.defs.automation import SENSOR_INTERVAL_SECONDS, after_upstream_updates
 from ftops.defs.checks import as_contract, markdown_preview
 from ftops.defs.io_manager import read_rows, stored_partition_keys
-from ftops.defs.partitions import ONE_SHARD_DAY_PER_RUN, shard_day_partitions, shard_of_run, split_key
-from ftops.defs.resources import ReportsResource, WarehouseResource
+from ftops.defs.partitions import (
+    ONE_SHARD_DAY_PER_RUN, shard_day_key, shard_day_partitions, shard_of_run, split_key,
+)
+from ftops.defs.resources import PolicyResource, ReportsResource, WarehouseResource
 from ftops.reports.benchmark_page import BENCHMARK_FOLDER, benchmark_page
 from ftops.reports.job_page import JOBS_FOLDER, job_page, job_page_name
 from ftops.schemas import (
     ALERTS, ANOMALIES, BENCHMARK_COMPARISON, BENCHMARK_RECOMMENDATIONS, JOB_COSTS, JOBS, METRIC_SAMPLES,
 )
+from ftops.sharding import Shard, shard_of
 
 _SAMPLES = dg.AssetKey(METRIC_SAMPLES.name)
 _COST_COLUMNS = ["job_id", "period_start", "period_end", "cost_usd", "estimated", "suspicious"]
 PREVIEW_ROWS = 20
+PAGES = "job_pages"
 GROUP = "reports"  # with the cost reports: every page people open is in one group
 
 
@@ -144,4 +149,60 @@ def benchmark_report(benchmark_comparison: pd.DataFrame, benchmark_recommendatio
     })
 
 
+def alert_fingerprints(alerts: pd.DataFrame | None) -> dict[str, str]:
+    """Per job: a short hash of its alerts' ids and states, what its page marks. `last_seen_at` is left
+    out: a firing alert seen again changes nothing on the page."""
+    if alerts is None or alerts.empty:
+        return {}
+    mine = alerts[alerts["job_id"].notna().to_numpy()]
+    keyed = mine["alert_id"].astype(str) + ":" + mine["state"].astype(str)
+    joined = keyed.groupby(mine["job_id"].astype(str).to_numpy()).agg(lambda s: "|".join(sorted(s)))
+    return {str(job): hashlib.sha256(text.encode()).hexdigest()[:16] for job, text in joined.items()}
+
+
+def last_page_partitions(base: str, job_ids: list[str], shards: int) -> dict[str, list[str]]:
+    """{shard-day key: jobs} of the newest partition each job has a page in (jobs without one: none)."""
+    pages = dg.AssetKey(PAGES)
+    wanted = {Shard(shard_of(j, shards), shards).key for j in job_ids}
+    keys = [k for k in stored_partition_keys(base, pages) if "|" in k and split_key(k)[1] in wanted]
+    built = read_rows(base, pages, keys, filters=[("job_id", "in", job_ids)], columns=["day", "job_id"])
+    if not len(built):
+        return {}
+    newest = built.groupby("job_id")["day"].max()
+    out: dict[str, list[str]] = {}
+    for job_id, day in newest.items():
+        key = shard_day_key(f"{pd.Timestamp(day):%Y-%m-%d}", Shard(shard_of(str(job_id), shards), shards).key)
+        out.setdefault(key, []).append(str(job_id))
+    return out
+
+
+@dg.sensor(
+    job_name="job_pages_update",
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When a job's alerts change (one fires or resolves) without new samples of it, rebuilds the "
+                "last job_pages partition the job has a page in, so its page shows the change.",
+)
+def job_pages_alert_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
+                           policy: PolicyResource) -> dg.SensorResult:
+    prints = alert_fingerprints(warehouse.read(ALERTS.name))
+    cursor = json.dumps(prints, sort_keys=True)
+    if context.cursor is None:  # the pages built so far were built with the alerts of their ingest
+        return dg.SensorResult(skip_reason="first evaluation: remembering the alerts of every job", cursor=cursor)
+    before = json.loads(context.cursor)
+    changed = sorted(job for job, fingerprint in prints.items() if before.get(job) != fingerprint)
+    targets = last_page_partitions(warehouse.base_path, changed, policy.load().partitions.shards) if changed else {}
+    requests = [
+        dg.RunRequest(run_key=f"job_pages:{key}:" + hashlib.sha256(
+            "|".join(f"{j}={prints[j]}" for j in jobs).encode()).hexdigest()[:16],
+            partition_key=key, tags={"ftops/trigger": "alerts_changed", "ftops/jobs": ",".join(jobs)[:200]})
+        for key, jobs in sorted(targets.items())
+    ]
+    if not requests:
+        return dg.SensorResult(skip_reason="no job's alerts changed" if not changed else
+                               f"alerts of {len(changed)} job(s) changed, none has a page yet", cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
 PAGE_ASSETS = [job_pages, benchmark_report]
+PAGE_SENSORS = [job_pages_alert_sensor]
